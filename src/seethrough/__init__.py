@@ -1,0 +1,59 @@
+"""seethrough: explain PyTorch image classifiers, check the explanations, dissect the network.
+
+>>> import seethrough as st
+>>> net = st.load_model("efficientnet-lite0")
+>>> x = net.preprocess(st.load_images(["sample:chelsea"]))
+>>> ex = st.explain(net, x, "integrated_gradients", target="predicted")
+"""
+
+__version__ = "0.1.0"
+
+from .attribution import (
+    CamExplanation,
+    Deconvnet,
+    Explanation,
+    GradCam,
+    Gradient,
+    GradientXInput,
+    GuidedBackprop,
+    GuidedExplanation,
+    GuidedGradCam,
+    GuidedGradCamExplanation,
+    IntegratedGradients,
+    IntegratedGradientsExplanation,
+    Method,
+    SmoothGrad,
+    explain,
+    method_names,
+)
+from .data import LoadedImage, load_image, load_images
+from .errors import SeethroughError
+from .models import MODELS, LoadedModel, Preprocess, load_model
+
+__all__ = [
+    "CamExplanation",
+    "Deconvnet",
+    "Explanation",
+    "GradCam",
+    "Gradient",
+    "GradientXInput",
+    "GuidedBackprop",
+    "GuidedExplanation",
+    "GuidedGradCam",
+    "GuidedGradCamExplanation",
+    "IntegratedGradients",
+    "IntegratedGradientsExplanation",
+    "MODELS",
+    "LoadedImage",
+    "LoadedModel",
+    "Method",
+    "Preprocess",
+    "SeethroughError",
+    "SmoothGrad",
+    "__version__",
+    "explain",
+    "load_image",
+    "load_images",
+    "load_model",
+    "method_names",
+]

@@ -1,0 +1,42 @@
+"""Attribution methods: why the model decided. See :func:`seethrough.explain`."""
+
+# isort: skip_file
+# Import order is registration order, which is the order `method_names()` lists.
+
+from .base import METHODS, Attribution, Method, Run, explain, make_method, method_names, register
+from .explanation import (
+    CamExplanation,
+    Explanation,
+    GuidedExplanation,
+    GuidedGradCamExplanation,
+    IntegratedGradientsExplanation,
+)
+from .gradient import Gradient, GradientXInput
+from .integrated_gradients import IntegratedGradients
+from .smoothgrad import SmoothGrad
+from .guided import Deconvnet, GuidedBackprop
+from .cam import GradCam, GuidedGradCam
+
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "CamExplanation",
+    "Deconvnet",
+    "Explanation",
+    "GradCam",
+    "Gradient",
+    "GradientXInput",
+    "GuidedBackprop",
+    "GuidedExplanation",
+    "GuidedGradCam",
+    "GuidedGradCamExplanation",
+    "IntegratedGradients",
+    "IntegratedGradientsExplanation",
+    "Method",
+    "Run",
+    "SmoothGrad",
+    "explain",
+    "make_method",
+    "method_names",
+    "register",
+]

@@ -1,0 +1,326 @@
+"""The method interface, the registry of names, and the ``explain`` entry point.
+
+Shared parameters, documented once and referred to by every method:
+
+model
+    Any ``torch.nn.Module`` in eval mode, or a :class:`~seethrough.models.LoadedModel`
+    (then its labels and preprocessing are used too).
+inputs
+    A batch ``(N, C, H, W)`` on the model's device, preprocessed as the model expects.
+target
+    What to explain in each image; see :mod:`seethrough.core.targets`.
+seed
+    Row ``i`` of the batch draws its random numbers from ``torch.Generator`` seeded
+    with ``seed + i``: the same seed gives the same output, bitwise on CPU.
+batch_size
+    The most rows (images × steps/samples) per forward/backward pass; ``None`` adapts
+    to memory. Out-of-memory errors halve it and retry.
+labels
+    Class names, for class-name targets and figures (taken from a ``LoadedModel``).
+progress
+    ``progress(rows_done, rows_planned)`` after each pass.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.budget import Budget, Progress
+from ..core.guard import check_inputs, guarded
+from ..core.passes import Chunk, backward_chunks, forward_logits, forward_scores
+from ..core.rules import RectifierRule
+from ..core.targets import Target, TargetLike, parse_target
+from ..errors import InvalidOptionError, suggest
+from .explanation import Explanation, freeze_settings, versions
+
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "Method",
+    "Run",
+    "explain",
+    "make_method",
+    "method_names",
+    "register",
+]
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available by its ``name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered method names, in registration order."""
+    return tuple(METHODS)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a method computes for its rows, before it becomes an :class:`Explanation`."""
+
+    values: Tensor
+    scores: Tensor
+    indices: Tensor
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Run:
+    """The state of one ``explain`` call: the guarded model, the budget, seeds, progress."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        seed: int,
+        batch_size: int | None,
+        progress: Progress | None,
+        planned: int,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.seed = seed
+        self.budget = Budget(batch_size, device, on_rows=self._advance)
+        self.planned = max(1, planned)
+        self._progress = progress
+        self._done = 0
+
+    def _advance(self, rows: int) -> None:
+        self._done += rows
+        if self._progress is not None:
+            self._progress(min(self._done, self.planned), self.planned)
+
+    def generator(self, row: int) -> torch.Generator:
+        """The random generator of row ``row``: seeded with ``seed + row``."""
+        return torch.Generator(device=self.device).manual_seed(self.seed + row)
+
+    def scores(self, x: Tensor, target: Target) -> tuple[Tensor, Tensor]:
+        """Target scores and class indices of ``x`` in a no-grad pass."""
+        return forward_scores(self.model, lambda a, b: x[a:b], len(x), target, self.budget)
+
+    def resolve(self, x: Tensor, target: Target) -> tuple[Target, Tensor]:
+        """Fix each row's class on the clean input; returns it with the clean scores."""
+        scores, indices = self.scores(x, target)
+        return target.fixed(indices), scores
+
+    def input_gradients(
+        self,
+        x: Tensor,
+        target: Target,
+        rule: RectifierRule | None = None,
+        rows: Callable[[int, int], Tensor] | None = None,
+        total: int | None = None,
+        consume: Callable[[Chunk], None] | None = None,
+    ) -> Attribution:
+        """d(score)/d(input) for every row of ``x`` (or of ``rows`` when given)."""
+        n = len(x) if total is None else total
+        grads = torch.empty_like(x) if consume is None else x.new_empty(0)
+        scores = x.new_empty(n)
+        indices = torch.empty(n, dtype=torch.long, device=x.device)
+
+        def keep(chunk: Chunk) -> None:
+            scores[chunk.start : chunk.stop] = chunk.scores
+            indices[chunk.start : chunk.stop] = chunk.indices
+            if consume is None:
+                grads[chunk.start : chunk.stop] = chunk.input_grad
+            else:
+                consume(chunk)
+
+        make = rows if rows is not None else (lambda a, b: x[a:b])
+        backward_chunks(self.model, make, n, target, self.budget, keep, rule=rule)
+        return Attribution(grads, scores, indices)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method(abc.ABC):
+    """An attribution method: its options are the dataclass fields.
+
+    Subclasses set ``name`` and implement :meth:`attribute_rows`; ``explain`` does the
+    rest (validation, the model guard, targets, results).
+    """
+
+    name: ClassVar[str]
+    resolution: ClassVar[Literal["input", "layer"]] = "input"
+    display: ClassVar[Literal["signed", "magnitude"]] = "signed"
+    result_type: ClassVar[type[Explanation]] = Explanation
+    passes_per_row: ClassVar[int] = 1
+
+    @abc.abstractmethod
+    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
+        """Attributions for every row of ``x`` (already validated, targets parsed)."""
+
+    def planned_rows(self, n: int) -> int:
+        """Rows this method runs through the model for ``n`` input rows (for progress)."""
+        return n * self.passes_per_row
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return freeze_settings({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def explain(
+        self,
+        model: nn.Module | Any,
+        inputs: Tensor,
+        target: TargetLike = None,
+        *,
+        seed: int = 0,
+        batch_size: int | None = None,
+        labels: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> Explanation:
+        """Explain ``inputs`` (see the module docstring for the shared parameters)."""
+        module, labels, transform = _unwrap(model, labels)
+        x = check_inputs(inputs, module)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InvalidOptionError(f"seed must be an integer, got {seed!r}")
+        parsed = parse_target(target, len(x), labels)
+        started = time.perf_counter()
+        with guarded(module, [x.device]):
+            run = Run(module, x.device, seed, batch_size, progress, 0)
+            rows, parsed, image_index = _expand_topk(run, x, parsed)
+            run.planned = self.planned_rows(len(rows))
+            result = self.attribute_rows(run, rows, parsed)
+        return self.result_type(
+            method=self.name,
+            attributions=result.values.detach(),
+            inputs=rows,
+            targets=result.indices,
+            scores=result.scores,
+            image_index=image_index,
+            resolution=self.resolution,
+            display=self.display,
+            settings=self.settings,
+            seed=seed,
+            class_names=tuple(labels) if labels is not None else None,
+            input_transform=transform,
+            versions=versions(),
+            seconds=time.perf_counter() - started,
+            **result.extra,
+        )
+
+
+def _unwrap(model: Any, labels: Sequence[str] | None) -> tuple[nn.Module, Any, Any]:
+    """Accept an ``nn.Module`` or a ``LoadedModel`` (module + labels + preprocess)."""
+    if isinstance(model, nn.Module):
+        return model, labels, None
+    module = getattr(model, "module", None)
+    if isinstance(module, nn.Module):
+        return module, labels if labels is not None else model.labels, model.preprocess
+    from ..errors import InvalidInputError
+
+    raise InvalidInputError(
+        f"model must be a torch.nn.Module or a seethrough LoadedModel, got {type(model).__name__}"
+    )
+
+
+def _expand_topk(run: Run, x: Tensor, target: Target) -> tuple[Tensor, Target, Tensor]:
+    """Repeat each image once per top-k class; other targets keep one row per image."""
+    index = torch.arange(len(x), device=x.device)
+    if target.kind != "topk":
+        return x, target, index
+    logits = forward_logits(run.model, lambda a, b: x[a:b], len(x), run.budget)
+    target.check_range(logits.shape[1])
+    classes = logits.topk(target.k, dim=1).indices.reshape(-1)
+    return (
+        x.repeat_interleave(target.k, dim=0),
+        Target("fixed", indices=classes),
+        index.repeat_interleave(target.k),
+    )
+
+
+def make_method(name: str | Method, **options: Any) -> Method:
+    """The method called ``name`` with ``options``; unknown names and options are refused."""
+    if isinstance(name, Method):
+        return dataclasses.replace(name, **options) if options else name
+    if not isinstance(name, str) or name not in METHODS:
+        raise InvalidOptionError(
+            f"unknown method {name!r}{suggest(str(name), METHODS)} "
+            f"(valid: {', '.join(METHODS)})"
+        )
+    cls = METHODS[name]
+    valid = [f.name for f in dataclasses.fields(cls)]
+    for key in options:
+        if key not in valid:
+            listed = ", ".join(valid) if valid else "none"
+            raise InvalidOptionError(
+                f"{name} has no option {key!r}{suggest(key, valid)} (its options: {listed})"
+            )
+    return cls(**options)
+
+
+def explain(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    method: str | Method | Sequence[str | Method] = "gradient",
+    target: TargetLike = None,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    labels: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Any:
+    """Explain a batch with one method, or with several.
+
+    Parameters
+    ----------
+    model, inputs, target, seed, batch_size, labels, progress
+        See :mod:`seethrough.attribution.base`.
+    method : str, Method, or a sequence of them
+        A registered name (``seethrough.method_names()``) or a configured method object.
+    **options
+        The method's options (e.g. ``steps=64`` for integrated gradients). With several
+        methods, each option goes to the methods that have it; an option none of them
+        has is an error.
+
+    Returns
+    -------
+    Explanation, or a list of them (one per method) when ``method`` is a sequence.
+
+    Raises
+    ------
+    InvalidOptionError, InvalidInputError, TargetError, LayerError, ModelStateError
+        With a message naming the problem and the fix.
+    """
+    several = isinstance(method, Sequence) and not isinstance(method, str)
+    names = list(method) if several else [method]  # type: ignore[list-item]
+    if not names:
+        raise InvalidOptionError("no method given; name at least one")
+    methods = [make_method(m, **_options_for(m, options, several)) for m in names]
+    if several:
+        _check_all_used(methods, options)
+    common = {"seed": seed, "batch_size": batch_size, "labels": labels, "progress": progress}
+    results = [m.explain(model, inputs, target, **common) for m in methods]
+    return results if several else results[0]
+
+
+def _fields(method: str | Method) -> set[str]:
+    cls = type(method) if isinstance(method, Method) else METHODS.get(method)
+    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+
+
+def _options_for(method: str | Method, options: Mapping[str, Any], several: bool) -> dict[str, Any]:
+    if not several:
+        return dict(options)
+    fields = _fields(method)
+    return {k: v for k, v in options.items() if k in fields}
+
+
+def _check_all_used(methods: list[Method], options: Mapping[str, Any]) -> None:
+    known = set().union(*(_fields(m) for m in methods))
+    for key in options:
+        if key not in known:
+            raise InvalidOptionError(
+                f"no chosen method has an option {key!r}{suggest(key, sorted(known))}"
+            )

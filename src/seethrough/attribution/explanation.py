@@ -1,0 +1,204 @@
+"""Explanations: frozen results with raw attributions and what produced them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CamExplanation",
+    "Explanation",
+    "GuidedExplanation",
+    "GuidedGradCamExplanation",
+    "IntegratedGradientsExplanation",
+]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Explanation:
+    """The result of explaining a batch with one method.
+
+    Attributes
+    ----------
+    method : str
+        The method's registered name.
+    attributions : Tensor
+        Raw attributions, on the inputs' device. ``(N, C, H, W)`` like the inputs for
+        pixel methods; ``(N, 1, h, w)`` at the layer's resolution for CAMs (see
+        :meth:`to_input_size`). No ReLU, no normalisation.
+    inputs : Tensor
+        The explained rows ``(N, C, H, W)`` (detached copy).
+    targets : Tensor
+        ``(N,)`` class index explained in each row (``-1`` for callable targets).
+    scores : Tensor
+        ``(N,)`` the model's target score for each row's input.
+    image_index : Tensor
+        ``(N,)`` which input image each row explains (differs from ``arange(N)`` for
+        top-k targets, which explain each image once per class).
+    resolution : {"input", "layer"}
+        Whether ``attributions`` are at input or at layer resolution.
+    display : {"signed", "magnitude"}
+        How a heatmap of this method is usually read; used by ``viz``.
+    settings : Mapping[str, Any]
+        The method's options, as used.
+    seed : int
+        Row ``i`` drew its random numbers from ``seed + i``.
+    class_names : tuple of str or None
+        The model's class labels, when known.
+    input_transform : object or None
+        The preprocessing that made the inputs (has ``invert``), for display.
+    versions : Mapping[str, str]
+        seethrough and torch versions.
+    seconds : float
+        Wall-clock time of the call.
+    """
+
+    method: str
+    attributions: Tensor
+    inputs: Tensor
+    targets: Tensor
+    scores: Tensor
+    image_index: Tensor
+    resolution: Literal["input", "layer"]
+    display: Literal["signed", "magnitude"]
+    settings: Mapping[str, Any]
+    seed: int
+    class_names: tuple[str, ...] | None = None
+    input_transform: Any = None
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.attributions.shape[0])
+
+    def target_names(self) -> list[str]:
+        """A readable name for each row's target class."""
+        names = []
+        for index in self.targets.tolist():
+            if index < 0:
+                names.append("custom target")
+            elif self.class_names is not None and index < len(self.class_names):
+                names.append(f"{self.class_names[index]} ({index})")
+            else:
+                names.append(f"class {index}")
+        return names
+
+    def replace(self, **changes: Any) -> Explanation:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_input_size(self, mode: str = "bilinear") -> Explanation:
+        """Upsample layer-resolution attributions to the input's height and width.
+
+        ``mode`` is passed to :func:`torch.nn.functional.interpolate` (``"bilinear"``,
+        ``"nearest"``, ``"bicubic"``); corners are not aligned. Input-resolution
+        explanations are returned unchanged.
+        """
+        if self.resolution == "input":
+            return self
+        size = tuple(self.inputs.shape[2:])
+        align = False if mode in ("bilinear", "bicubic") else None
+        values = F.interpolate(self.attributions, size=size, mode=mode, align_corners=align)
+        return self.replace(attributions=values, resolution="input")
+
+    def cpu(self) -> Explanation:
+        """A copy with every tensor on the CPU."""
+        changes = {
+            f.name: getattr(self, f.name).cpu()
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return self.replace(**changes)
+
+    def plot(self, **options: Any) -> Figure:
+        """A figure: each row's input and its heatmap overlay (see :func:`seethrough.viz.plot`)."""
+        from ..viz import plot
+
+        return plot([self], **options)
+
+    def save(self, path: str | os.PathLike[str], **options: Any) -> Path:
+        """Save :meth:`plot` as a PNG file and return its path."""
+        from ..viz import save_figure
+
+        return save_figure(self.plot(**options), path)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class IntegratedGradientsExplanation(Explanation):
+    """Integrated gradients, with the completeness check of Sundararajan et al. (2017).
+
+    ``completeness_error`` is ``sum(attributions) - (score(input) - score(baseline))``
+    per row; it goes to zero as the number of steps grows.
+    """
+
+    baselines: Tensor
+    baseline_scores: Tensor
+    completeness_error: Tensor
+
+    @property
+    def relative_completeness_error(self) -> Tensor:
+        """``|completeness_error| / |score(input) - score(baseline)|`` per row."""
+        gap = (self.scores - self.baseline_scores).abs().clamp_min(1e-12)
+        return self.completeness_error.abs() / gap
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GuidedExplanation(Explanation):
+    """A rewritten-backward method: how often its rule fired per forward pass, and which
+    other nonlinearities it left unchanged."""
+
+    rule_applications: int
+    untouched_nonlinearities: Mapping[str, int]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CamExplanation(Explanation):
+    """A class activation map at ``layer``, with each row's channel weights ``(N, K)``."""
+
+    layer: str
+    channel_weights: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GuidedGradCamExplanation(CamExplanation):
+    """Guided Grad-CAM: guided backprop times the upsampled, rectified Grad-CAM."""
+
+    rule_applications: int
+    untouched_nonlinearities: Mapping[str, int]
+
+
+def freeze_settings(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Settings as a read-only mapping; tensors are described, not copied."""
+    from types import MappingProxyType
+
+    def describe(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return f"tensor{tuple(value.shape)}"
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            return tuple(describe(v) for v in value)
+        if isinstance(value, Mapping):
+            return MappingProxyType({k: describe(v) for k, v in value.items()})
+        if hasattr(value, "name") and hasattr(value, "settings"):
+            return value.name
+        return value
+
+    return MappingProxyType({k: describe(v) for k, v in options.items()})
+
+
+def versions() -> Mapping[str, str]:
+    from types import MappingProxyType
+
+    from .. import __version__
+
+    return MappingProxyType({"seethrough": __version__, "torch": torch.__version__})

@@ -1,0 +1,133 @@
+"""Forward and backward passes over chunks of rows: the engine under every method.
+
+Each function takes a function ``rows(start, stop) -> Tensor`` that builds the
+inputs of a chunk on demand (so integration paths and noisy copies never need to
+exist all at once), runs the model inside the budget, and hands each chunk's result
+to ``consume``. The caller must hold :func:`~seethrough.core.guard.guarded`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import LayerError
+from .budget import Budget
+from .hooks import HookSet, LayerCapture
+from .rules import RectifierRule
+from .targets import Target, logits_of
+
+__all__ = ["Chunk", "backward_chunks", "forward_logits", "forward_scores"]
+
+RowMaker = Callable[[int, int], Tensor]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The result of one pass over rows ``start:stop``.
+
+    ``input_grad`` is d(score)/d(input) when requested; ``activation`` and
+    ``layer_grad`` are the captured layer's output and d(score)/d(output).
+    """
+
+    start: int
+    stop: int
+    inputs: Tensor
+    scores: Tensor
+    indices: Tensor
+    input_grad: Tensor | None = None
+    activation: Tensor | None = None
+    layer_grad: Tensor | None = None
+
+
+def _gradients(scores: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+    """d(sum of scores)/d(each of wrt); zeros where the score does not depend on it."""
+    if not scores.requires_grad:
+        return [torch.zeros_like(w) for w in wrt]
+    grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+    return [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
+
+
+def forward_logits(model: nn.Module, rows: RowMaker, total: int, budget: Budget) -> Tensor:
+    """Class scores ``(total, classes)`` without gradients."""
+    parts: list[Tensor] = []
+
+    def step(start: int, stop: int) -> None:
+        with torch.no_grad():
+            parts.append(logits_of(model(rows(start, stop))).detach())
+
+    budget.run(total, step)
+    return torch.cat(parts)
+
+
+def forward_scores(
+    model: nn.Module, rows: RowMaker, total: int, target: Target, budget: Budget
+) -> tuple[Tensor, Tensor]:
+    """Target scores ``(total,)`` and class indices ``(total,)`` without gradients."""
+    scores: list[Tensor] = []
+    indices: list[Tensor] = []
+
+    def step(start: int, stop: int) -> None:
+        with torch.no_grad():
+            s, i = target.select(model(rows(start, stop)), slice(start, stop))
+        scores.append(s.detach())
+        indices.append(i)
+
+    budget.run(total, step)
+    return torch.cat(scores), torch.cat(indices)
+
+
+def backward_chunks(
+    model: nn.Module,
+    rows: RowMaker,
+    total: int,
+    target: Target,
+    budget: Budget,
+    consume: Callable[[Chunk], None],
+    *,
+    input_grad: bool = True,
+    layer: tuple[str, nn.Module] | None = None,
+    rule: RectifierRule | None = None,
+) -> None:
+    """One forward and one backward pass per chunk; ``consume`` gets each :class:`Chunk`.
+
+    With ``input_grad=False`` and a ``layer``, the graph is cut at the layer: nothing
+    below it is recorded or differentiated.
+    """
+
+    def step(start: int, stop: int) -> None:
+        x = rows(start, stop).detach()
+        if input_grad:
+            x.requires_grad_(True)
+        capture = None
+        with HookSet() as hooks:
+            if layer is not None:
+                capture = LayerCapture(layer[1], layer[0], cut=not input_grad).attach(hooks)
+            with rule if rule is not None else nullcontext():
+                output = model(x)
+            scores, indices = target.select(output, slice(start, stop))
+        activation = None
+        if capture is not None:
+            if capture.activation is None:
+                raise LayerError(f"layer {capture.name!r} did not run in the forward pass")
+            activation = capture.activation
+        wrt = ([x] if input_grad else []) + ([activation] if activation is not None else [])
+        grads = _gradients(scores, wrt)
+        consume(
+            Chunk(
+                start=start,
+                stop=stop,
+                inputs=x.detach(),
+                scores=scores.detach(),
+                indices=indices,
+                input_grad=grads[0] if input_grad else None,
+                activation=activation.detach() if activation is not None else None,
+                layer_grad=grads[-1] if activation is not None else None,
+            )
+        )
+
+    budget.run(total, step)

@@ -1,0 +1,72 @@
+"""A simple, self-contained ``index.html`` for an explain run. Every text is escaped."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ImageSection", "render_index"]
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:left;font-size:.9em} th{background:#f3f3f3}
+img{max-width:100%;border:1px solid #ddd} .note{color:#555;font-size:.9em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    """One explained image: its figure and what the model predicted."""
+
+    name: str
+    source: str
+    figure: str  # file name of the PNG, relative to index.html
+    predictions: Sequence[tuple[str, float]]  # (class name, probability), best first
+    targets: Sequence[str]
+    notes: Sequence[str]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_index(
+    title: str,
+    sections: Sequence[ImageSection],
+    run_info: Mapping[str, object],
+    method_info: Sequence[tuple[str, str]],
+) -> str:
+    """The page: run settings, then per image its predictions, targets and figure."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        _table(["setting", "value"], list(run_info.items())),
+        "<p class='note'>Heatmaps are scaled per map for display (the printed value is full "
+        "colour); red/blue are positive/negative evidence for signed methods, brighter is "
+        "larger for magnitude methods. Raw numbers are in <code>attributions.safetensors</code>."
+        "</p>",
+        _table(["method", "what it shows"], method_info),
+    ]
+    for section in sections:
+        parts.append(f"<h2>{_e(section.name)} <span class='note'>({_e(section.source)})</span></h2>")
+        parts.append(
+            _table(["top predictions", "probability"],
+                   [(name, f"{p:.3f}") for name, p in section.predictions])
+        )
+        parts.append(f"<p>Explained: {_e(', '.join(section.targets))}</p>")
+        parts.extend(f"<p class='note'>{_e(note)}</p>" for note in section.notes)
+        parts.append(f'<img src="{_e(section.figure)}" alt="{_e(section.name)} explanations">')
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,14 @@
+"""Heatmaps, overlays and grids. All display normalisation happens here."""
+
+from .grid import plot, save_figure
+from .heatmap import colorize, display_images, heat_values, overlay, scale_for_display
+
+__all__ = [
+    "colorize",
+    "display_images",
+    "heat_values",
+    "overlay",
+    "plot",
+    "save_figure",
+    "scale_for_display",
+]
