@@ -14,7 +14,7 @@ from torch import Tensor, nn
 METHOD_CASES: dict[str, dict[str, Any]] = {
     "gradient": {},
     "gradient_x_input": {},
-    "integrated_gradients": {"steps": 5},
+    "integrated_gradients": {"steps": 80},  # adaptive rule, at most 80 points
     "smoothgrad": {"samples": 3},
     "guided_backprop": {},
     "deconvnet": {},

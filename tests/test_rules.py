@@ -109,7 +109,7 @@ def test_relu6_boundaries_follow_pytorch() -> None:
 def test_captum_misses_functional_relu_where_we_do_not(x: Tensor) -> None:
     """Captum's GuidedBackprop hooks nn.ReLU modules only: on F.relu it silently returns the
     plain gradient. Ours equals the independent reference."""
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
     activation, derivative = ACTIVATIONS["F.relu"]
     model = MLP(activation).eval()
     with pytest.warns(UserWarning):
@@ -123,7 +123,7 @@ def test_captum_misses_functional_relu_where_we_do_not(x: Tensor) -> None:
 
 @pytest.mark.parametrize("name", ["nn.ReLU6", "F.relu6"])
 def test_captum_misses_relu6(name: str, x: Tensor) -> None:
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
     model = MLP(ACTIVATIONS[name][0]).eval()
     with pytest.warns(UserWarning):
         theirs = captum.GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=1)
@@ -134,7 +134,7 @@ def test_captum_misses_relu6(name: str, x: Tensor) -> None:
 
 
 def test_captum_agrees_on_nn_relu_modules(x: Tensor) -> None:
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
     model = MLP(ACTIVATIONS["nn.ReLU"][0]).eval()
     for ours_name, theirs_cls in [("guided_backprop", captum.GuidedBackprop),
                                   ("deconvnet", captum.Deconvolution)]:

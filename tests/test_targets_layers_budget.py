@@ -200,9 +200,11 @@ class OOMAbove(nn.Module):
 
 def test_out_of_memory_halves_the_chunk_and_gives_the_same_result() -> None:
     x = tiny_inputs(n=3)
-    expected = st.explain(tiny_model(), x, "integrated_gradients", steps=8, batch_size=24)
+    expected = st.explain(tiny_model(), x, "integrated_gradients", steps=8, rule="gausslegendre",
+                            batch_size=24)
     model = OOMAbove(limit=5).eval()
-    ex = st.explain(model, x, "integrated_gradients", steps=8, batch_size=24)
+    ex = st.explain(model, x, "integrated_gradients", steps=8, rule="gausslegendre",
+                            batch_size=24)
     torch.testing.assert_close(ex.attributions, expected.attributions, rtol=1e-12, atol=1e-14)
     assert max(s for s in model.sizes if s <= 5) <= 5 and 24 in model.sizes
     assert model.sizes[-1] <= 5
@@ -226,7 +228,7 @@ def test_budget_validation_and_oom_detection() -> None:
 
 def test_progress_reports_rows_up_to_the_plan() -> None:
     seen: list[tuple[int, int]] = []
-    st.explain(tiny_model(), tiny_inputs(n=2), "integrated_gradients", steps=6, batch_size=5,
+    st.explain(tiny_model(), tiny_inputs(n=2), "integrated_gradients", steps=6, rule="gausslegendre", batch_size=5,
                progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (16, 16)  # 2 images × (6 steps + input + baseline passes)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)

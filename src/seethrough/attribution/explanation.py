@@ -139,12 +139,14 @@ class IntegratedGradientsExplanation(Explanation):
     """Integrated gradients, with the completeness check of Sundararajan et al. (2017).
 
     ``completeness_error`` is ``sum(attributions) - (score(input) - score(baseline))``
-    per row; it goes to zero as the number of steps grows.
+    per row; it goes to zero as the number of steps grows. ``path_points`` is the
+    number of points on the path at which each row's gradient was computed.
     """
 
     baselines: Tensor
     baseline_scores: Tensor
     completeness_error: Tensor
+    path_points: Tensor
 
     @property
     def relative_completeness_error(self) -> Tensor:

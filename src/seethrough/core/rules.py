@@ -204,13 +204,11 @@ class _RectifierFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        positive = grad.clamp(min=0)
+        positive = grad.clamp(min=0)  # a new tensor: safe to scale in place
         if ctx.kind == "deconvnet":
             return positive, None, None, None
         (derivative,) = ctx.saved_tensors
-        if derivative.dtype == torch.bool:
-            return torch.where(derivative, positive, torch.zeros_like(positive)), None, None, None
-        return derivative * positive, None, None, None
+        return positive.mul_(derivative), None, None, None
 
 
 class RectifierRule(TorchFunctionMode):
