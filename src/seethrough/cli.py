@@ -1,54 +1,106 @@
 """The ``seethrough`` command line. Wiring only: the work is in the library.
 
-Bad input prints one line on stderr and exits with code 2, without a traceback and
-without leaving a partial output folder.
+Bad input prints one line on stderr (``seethrough: error: ...``) and exits with code 2,
+without a traceback and without leaving a partial output folder. Ctrl-C exits with
+130, also leaving nothing behind. Any other exception is a bug (in seethrough or in the
+user's model) and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import InvalidOptionError, SeethroughError
+from .errors import InvalidOptionError, SeethroughError, suggest
 
 __all__ = ["main"]
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+DEFAULT_METHODS = "gradient,gradient_x_input,grad_cam"
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_log = logging.getLogger("seethrough")
 
 
 def _fail(message: str) -> None:
-    click.echo(f"seethrough: error: {message}", err=True)
+    click.echo(f"seethrough: error: {' '.join(message.split())}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (and exits with it when run as a script)."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="seethrough",
-                 standalone_mode=False)
-    except click.exceptions.Exit as done:
-        code = int(done.exit_code)
-    except click.exceptions.ClickException as error:  # usage errors, bad option values
-        _fail(" ".join(error.format_message().split()))
-        code = USAGE_ERROR
-    except SeethroughError as error:
-        _fail(" ".join(str(error).split()))
-        code = USAGE_ERROR
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail("interrupted; nothing was written")
-        code = INTERRUPTED
-    else:
-        code = 0
+    """Run the CLI; returns the exit code (and exits with it when ``argv`` is None)."""
+    with _log_to_stderr(), _warnings_to_stderr():
+        code = _run(list(argv) if argv is not None else None)
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _run(args: list[str] | None) -> int:
+    try:
+        result = cli.main(args=args, prog_name="seethrough", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
+            click.echo(error.ctx.get_help())  # click >= 8.2: `seethrough` alone shows help
+            return 0
+        where = f"; see '{error.ctx.command_path} --help'" if error.ctx is not None else ""
+        _fail(error.format_message().rstrip(".") + where)
+        return USAGE_ERROR
+    except click.exceptions.ClickException as error:
+        _fail(error.format_message())
+        return USAGE_ERROR
+    except SeethroughError as error:
+        _fail(str(error))
+        return USAGE_ERROR
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted; nothing was written")
+        return INTERRUPTED
+    # standalone_mode=False returns the exit code of --help/--version, else the command's value.
+    return result if isinstance(result, int) else 0
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as ``seethrough: message`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"seethrough: {record.getMessage()}", err=True)
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """The library's log messages on stderr for one CLI call (``-v`` shows INFO too)."""
+    handler, level = _EchoHandler(), _log.level
+    _log.addHandler(handler)
+    _log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Warnings as one ``seethrough: warning:`` line each, not Python's two-line format."""
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        click.echo(f"seethrough: warning: {' '.join(str(message).split())}", err=True)
+
+    with warnings.catch_warnings():  # restores showwarning afterwards
+        warnings.showwarning = show
+        yield
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,24 +108,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 @click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
 def cli(verbose: bool) -> None:
     """Explain PyTorch image classifiers: why they decide, and whether to believe it."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="seethrough: %(message)s")
+    if verbose:
+        _log.setLevel(logging.INFO)
 
 
 _model_options = [
-    click.option("--model", "model_spec", default="efficientnet-lite0", show_default=True,
-                 help="Built-in name, TorchScript/state-dict/safetensors file, "
-                      "'package.module:object', 'torchvision:NAME' or 'timm:NAME'."),
-    click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                 help="State dict or safetensors file for the model."),
-    click.option("--factory", default=None,
-                 help="'package.module:callable' that builds the model for --weights."),
-    click.option("--labels", "labels_file", type=click.Path(dir_okay=False), default=None,
-                 help="Text file of class names, one per line."),
-    click.option("--allow-pickle", is_flag=True,
-                 help="Allow loading plain pickles (runs code from the file: trusted files only)."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                 show_default=True),
+    click.option(
+        "--model",
+        "model_spec",
+        default="efficientnet-lite0",
+        show_default=True,
+        help="Built-in name, TorchScript/state-dict/safetensors file, "
+        "'package.module:object', 'torchvision:NAME' or 'timm:NAME'.",
+    ),
+    click.option(
+        "--weights",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="State dict or safetensors file for the model.",
+    ),
+    click.option(
+        "--factory",
+        default=None,
+        help="'package.module:callable' that builds the model for --weights.",
+    ),
+    click.option(
+        "--labels",
+        "labels_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Text file of class names, one per line.",
+    ),
+    click.option(
+        "--allow-pickle",
+        is_flag=True,
+        help="Allow loading plain pickles (runs code from the file: trusted files only).",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="Where the model runs; auto picks CUDA when available.",
+    ),
 ]
 
 
@@ -89,16 +166,50 @@ def _device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
-        raise InvalidOptionError("--device cuda: no CUDA device is available here; use --device cpu")
+        raise InvalidOptionError(
+            "--device cuda: no CUDA device is available here; use --device cpu (or auto)"
+        )
     return choice
 
 
-def _load(model_spec: str, weights: str | None, factory: str | None, labels_file: str | None,
-          allow_pickle: bool, device: str) -> Any:
+def _check_model_options(model_spec: str, weights: str | None, factory: str | None) -> None:
+    """Refuse, in CLI terms, the option combinations the loader would refuse later."""
+    from .models import MODELS
+    from .models.loading import is_import_path
+
+    if factory is None:
+        return
+    if not is_import_path(factory):
+        raise InvalidOptionError(
+            f"--factory {factory!r} is not an import path; expected 'package.module:callable'"
+        )
+    if weights is None and model_spec in MODELS:
+        raise InvalidOptionError(
+            "--factory builds an architecture and needs its weights: pass --weights FILE "
+            "(a state dict or .safetensors file)"
+        )
+
+
+def _load(
+    model_spec: str,
+    *,
+    weights: str | None,
+    factory: str | None,
+    labels_file: str | None,
+    allow_pickle: bool,
+    device: str,
+) -> Any:
     from .models import load_model
 
-    return load_model(model_spec, weights=weights, factory=factory, labels=labels_file,
-                      device=_device(device), allow_pickle=allow_pickle)
+    _check_model_options(model_spec, weights, factory)
+    return load_model(
+        model_spec,
+        weights=weights,
+        factory=factory,
+        labels=labels_file,
+        device=_device(device),
+        allow_pickle=allow_pickle,
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -109,59 +220,102 @@ def _parse_value(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
 def _method_options(settings: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--set key=value`` or ``--set method.key=value`` → options per method."""
-    from .attribution.base import METHODS
-
     per_method: dict[str, dict[str, Any]] = {name: {} for name in names}
     for item in settings:
         key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise InvalidOptionError(f"--set {item!r}: expected KEY=VALUE or METHOD.KEY=VALUE")
+            raise InvalidOptionError(
+                f"--set {item!r}: expected KEY=VALUE or METHOD.KEY=VALUE, e.g. --set steps=64"
+            )
         scope, dot, option = key.rpartition(".")
-        targets = [scope] if dot else list(names)
         if dot and scope not in per_method:
-            raise InvalidOptionError(f"--set {item!r}: method {scope!r} is not among --methods")
-        accepted = [m for m in targets if option in METHODS[m].__dataclass_fields__]
+            raise InvalidOptionError(
+                f"--set {item!r}: method {scope!r} is not among --methods"
+                f"{suggest(scope, names)} (chosen: {', '.join(names)})"
+            )
+        targets = [scope] if dot else list(names)
+        accepted = [m for m in targets if option in _options_of(m)]
         if not accepted:
-            raise InvalidOptionError(f"--set {item!r}: no chosen method has an option {option!r}")
+            valid = sorted({f for m in targets for f in _options_of(m)})
+            who = f"method {scope}" if dot else "no chosen method"
+            has = "has no" if dot else "has an"
+            raise InvalidOptionError(
+                f"--set {item!r}: {who} {has} option {option!r}{suggest(option, valid)} "
+                f"(options: {', '.join(valid) or 'none'})"
+            )
         for m in accepted:
-            per_method[m][option] = _parse_value(text)
+            per_method[m][option] = _parse_value(text.strip())
     return per_method
+
+
+def _options_of(method: str) -> list[str]:
+    import dataclasses
+
+    from .attribution.base import METHODS
+
+    return [f.name for f in dataclasses.fields(METHODS[method])]
 
 
 def _method_names(text: str) -> list[str]:
     from .attribution.base import method_names
 
+    valid = method_names()
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["all"]:
-        return list(method_names())
+        return list(valid)
     if not names:
-        raise InvalidOptionError("--methods is empty; name at least one method or 'all'")
+        raise InvalidOptionError("--methods is empty; name at least one method, or 'all'")
+    for name in names:
+        if name not in valid:
+            raise InvalidOptionError(
+                f"unknown method {name!r}{suggest(name, valid)} "
+                f"(valid: {', '.join(valid)}, or 'all'; see 'seethrough methods')"
+            )
+        if names.count(name) > 1:
+            raise InvalidOptionError(f"--methods names {name!r} twice; give each method once")
     return names
 
 
-def _target(text: str | None, count: int) -> Any:
-    if text is None or text == "predicted":
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    values: list[Any] = [int(p) if p.isdigit() else p for p in parts]
-    if len(values) == 1:
-        return values[0]
-    if len(values) != count:
+def _layer_methods() -> list[str]:
+    from .attribution.base import method_names
+
+    return [name for name in method_names() if "layer" in _options_of(name)]
+
+
+def _apply_layer(options: dict[str, dict[str, Any]], layer: str | None) -> None:
+    if layer is None:
+        return
+    cams = [n for n in options if n in _layer_methods()]
+    if not cams:
         raise InvalidOptionError(
-            f"--target has {len(values)} comma-separated values for {count} images; "
-            "give one target, or one per image"
+            f"--layer is only used by CAM methods ({', '.join(_layer_methods())}), "
+            "and none is among --methods"
         )
-    return values
+    for name in cams:
+        options[name]["layer"] = layer
+
+
+def _target(text: str | None) -> Any:
+    """``--target`` text → what ``parse_target`` takes (validated once the model is loaded)."""
+    if text is None or text.strip() == "predicted":
+        return None
+    values: list[Any] = [
+        int(p) if _INTEGER.fullmatch(p) else p for p in (part.strip() for part in text.split(","))
+    ]
+    if any(v == "" for v in values):
+        raise InvalidOptionError(f"--target {text!r} has an empty item; separate classes by commas")
+    return values[0] if len(values) == 1 else values
 
 
 class _Bars:
-    """One progress bar per method, on stderr."""
+    """One progress bar per step (each method, then the figures), on stderr."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -174,8 +328,9 @@ class _Bars:
             return
         if name != self.name:
             self.close()
-            self.bar = click.progressbar(length=total, label=f"{name:<22}", file=sys.stderr,
-                                         show_eta=True)
+            self.bar = click.progressbar(
+                length=total, label=f"{name:<22}", file=sys.stderr, show_eta=True
+            )
             self.bar.__enter__()
             self.name, self.done = name, 0
         self.bar.update(done - self.done)
@@ -185,88 +340,181 @@ class _Bars:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+        self.name = ""
 
 
 @cli.command()
 @click.argument("images", nargs=-1)
 @model_options
-@click.option("--methods", default="all", show_default=True,
-              help="Comma-separated method names, or 'all'.")
-@click.option("--target", default=None,
-              help="'predicted' (default), a class index or name, 'top3', or one per image "
-                   "separated by commas.")
-@click.option("--layer", default=None, help="Layer for CAM methods (dotted name).")
-@click.option("--set", "settings", multiple=True, metavar="[METHOD.]KEY=VALUE",
-              help="A method option, e.g. --set steps=32 or --set smoothgrad.samples=20.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Most rows per pass (default: adapt to memory).")
-@click.option("--out", default="seethrough-out", show_default=True, type=click.Path(),
-              help="Output folder.")
-@click.option("--force", is_flag=True, help="Write into a non-empty output folder.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def explain(images: tuple[str, ...], model_spec: str, weights: str | None, factory: str | None,
-            labels_file: str | None, allow_pickle: bool, device: str, methods: str,
-            target: str | None, layer: str | None, settings: tuple[str, ...], seed: int,
-            batch_size: int | None, out: str, force: bool, quiet: bool) -> None:
-    """Explain IMAGES (files, folders, or sample:NAME; default: bundled photos)."""
+@click.option(
+    "--methods",
+    default=DEFAULT_METHODS,
+    show_default=True,
+    help="Comma-separated method names, or 'all' (see 'seethrough methods'; "
+    "integrated_gradients and smoothgrad are slow on a CPU).",
+)
+@click.option(
+    "--target",
+    default=None,
+    help="'predicted' (default), a class index or name, 'top3', or one per image "
+    "separated by commas.",
+)
+@click.option(
+    "--layer", default=None, help="Layer for CAM methods (dotted name, see 'seethrough layers')."
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="[METHOD.]KEY=VALUE",
+    help="A method option, e.g. --set steps=32 or --set smoothgrad.samples=20.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the random methods: image i draws from seed + i.",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Most rows per pass (default: adapt to memory).",
+)
+@click.option("--recursive", is_flag=True, help="Also load images in subfolders of folders.")
+@click.option(
+    "--out", default="seethrough-out", show_default=True, type=click.Path(), help="Output folder."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the results in an existing output folder (after the run succeeded).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+def explain(
+    *,
+    images: tuple[str, ...],
+    model_spec: str,
+    weights: str | None,
+    factory: str | None,
+    labels_file: str | None,
+    allow_pickle: bool,
+    device: str,
+    methods: str,
+    target: str | None,
+    layer: str | None,
+    settings: tuple[str, ...],
+    seed: int,
+    batch_size: int | None,
+    recursive: bool,
+    out: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Explain IMAGES (files, folders, or sample:NAME; default: bundled photos).
+
+    Writes a figure per image, index.html, summary.json and attributions.safetensors
+    into --out; nothing is written unless the whole run succeeds.
+    """
     from .attribution.base import make_method
+    from .core.layers import find_layer
+    from .core.targets import parse_target
     from .data import DEFAULT_SAMPLES, load_images
     from .jobs.explain import run_explain
     from .jobs.output import OutputFolder
 
+    # Everything that can be checked cheaply is checked before any image or model is loaded.
     names = _method_names(methods)
     options = _method_options(settings, names)
-    if layer is not None:
-        cams = [n for n in names if n in _layer_methods()]
-        if not cams:
-            raise InvalidOptionError("--layer is only used by CAM methods, and none is chosen")
-        for n in cams:
-            options[n]["layer"] = layer
+    _apply_layer(options, layer)
     chosen = [make_method(n, **options[n]) for n in names]
-    OutputFolder(out, force)  # refuse a bad --out before loading anything
-    loaded = load_images(list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES])
-    net = _load(model_spec, weights, factory, labels_file, allow_pickle, device)
+    wanted = _target(target)
+    _device(device)
+    _check_model_options(model_spec, weights, factory)
+    OutputFolder(out, force)
+
+    loaded = load_images(
+        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
+    )
+    net = _load(
+        model_spec,
+        weights=weights,
+        factory=factory,
+        labels_file=labels_file,
+        allow_pickle=allow_pickle,
+        device=device,
+    )
+    if layer is not None:
+        find_layer(net.module, layer)
+    parse_target(wanted, len(loaded), net.labels)
     bars = _Bars(enabled=not quiet)
     try:
-        result = run_explain(net, loaded, chosen, Path(out), target=_target(target, len(loaded)),
-                             seed=seed, batch_size=batch_size, force=force, progress=bars)
+        result = run_explain(
+            net,
+            loaded,
+            chosen,
+            Path(out),
+            target=wanted,
+            seed=seed,
+            batch_size=batch_size,
+            force=force,
+            progress=bars,
+        )
     finally:
         bars.close()
-    for ex in result.explanations:
-        if getattr(ex, "layer", None):
-            click.echo(f"{ex.method}: layer {ex.layer}", err=True)
-    click.echo(f"wrote {len(result.files)} files to {result.out} (open {result.out / 'index.html'})")
-
-
-def _layer_methods() -> list[str]:
-    from .attribution.base import METHODS
-
-    return [name for name, cls in METHODS.items() if "layer" in cls.__dataclass_fields__]
+    if not quiet:
+        for ex in result.explanations:
+            if getattr(ex, "layer", None):
+                click.echo(f"{ex.method}: layer {ex.layer}", err=True)  # type: ignore[attr-defined]
+    click.echo(
+        f"wrote {len(result.files)} files to {result.out} (open {result.out / 'index.html'})"
+    )
 
 
 @cli.command()
 @model_options
-def layers(model_spec: str, weights: str | None, factory: str | None, labels_file: str | None,
-           allow_pickle: bool, device: str) -> None:
+def layers(
+    *,
+    model_spec: str,
+    weights: str | None,
+    factory: str | None,
+    labels_file: str | None,
+    allow_pickle: bool,
+    device: str,
+) -> None:
     """List the model's layers in execution order, with output shapes."""
     import torch
 
     from .core.guard import guarded
     from .core.layers import trace_layers
 
-    net = _load(model_spec, weights, factory, labels_file, allow_pickle, device)
+    net = _load(
+        model_spec,
+        weights=weights,
+        factory=factory,
+        labels_file=labels_file,
+        allow_pickle=allow_pickle,
+        device=device,
+    )
     size, channels = net.preprocess.size, net.preprocess.channels
     param = next(net.module.parameters(), None)
-    example = torch.zeros(1, channels, size, size,
-                          device=param.device if param is not None else "cpu",
-                          dtype=param.dtype if param is not None else torch.float32)
+    example = torch.zeros(
+        1,
+        channels,
+        size,
+        size,
+        device=param.device if param is not None else "cpu",
+        dtype=param.dtype if param is not None else torch.float32,
+    )
     with guarded(net.module):
         infos = trace_layers(net.module, example)
     kinds = dict(net.module.named_modules())
+    click.echo(f"{'layer':<40} {'type':<20} output shape")
     for info in infos:
         calls = f"  (runs {info.calls}×)" if info.calls > 1 else ""
-        click.echo(f"{info.name:<40} {type(kinds[info.name]).__name__:<20} {info.shape}{calls}")
+        shape = "×".join(str(s) for s in info.shape)
+        click.echo(f"{info.name:<40} {type(kinds[info.name]).__name__:<20} {shape}{calls}")
 
 
 @cli.command("methods")
@@ -275,14 +523,22 @@ def list_methods() -> None:
     import dataclasses
 
     from .attribution.base import METHODS
+    from .jobs.explain import method_summary
 
     for name, cls in METHODS.items():
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
-        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)
-                           if f.default is not dataclasses.MISSING)
+        summary = method_summary(cls)
+        fields = ", ".join(f"{f.name}={_default(f)!r}" for f in dataclasses.fields(cls))
         click.echo(f"{name:<22} {summary}")
         if fields:
             click.echo(f"{'':<22} options: {fields}")
+
+
+def _default(field: Any) -> Any:
+    import dataclasses
+
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else "?"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,12 +109,12 @@ def adaptive_nodes(
         def keep(chunk: Chunk, todo: list[tuple[int, float]] = pending) -> None:
             assert chunk.input_grad is not None
             dot = (chunk.input_grad * delta[image[chunk.start : chunk.stop]]).flatten(1).sum(1)
-            for k in range(chunk.stop - chunk.start):
+            for k, (d, f) in enumerate(zip(dot.tolist(), chunk.scores.tolist())):
                 i, a = todo[chunk.start + k]
                 alphas[i].append(a)
                 grads[i].append(chunk.input_grad[k].clone())
-                dots[i].append(float(dot[k]))
-                values[i].append(float(chunk.scores[k]))
+                dots[i].append(d)
+                values[i].append(f)
 
         run.planned = max(run.planned, run._done + len(pending))
         run.input_gradients(x, rows_target, rows=rows, total=len(pending), consume=keep)
@@ -285,12 +285,15 @@ class IntegratedGradients(Method):
             return base[image] + alphas[step].view(shape) * (x[image] - base[image])
 
         def accumulate(chunk: Chunk) -> None:
-            r = torch.arange(chunk.start, chunk.stop, device=x.device)
-            image, step = r // steps, r % steps
+            # rows are image-major, so a chunk covers a run of images: slice, don't mask
+            # (no device-to-host sync, and a fixed summation order on every device)
+            assert chunk.input_grad is not None
             shape = (-1,) + (1,) * (x.dim() - 1)
-            weighted = chunk.input_grad * weights[step].view(shape)  # type: ignore[operator]
-            for i in image.unique().tolist():  # per image: deterministic, unlike index_add_ on GPU
-                total_grad[i] += weighted[image == i].sum(dim=0)
+            for i in range(chunk.start // steps, (chunk.stop - 1) // steps + 1):
+                first, last = max(chunk.start, i * steps), min(chunk.stop, (i + 1) * steps)
+                part = chunk.input_grad[first - chunk.start : last - chunk.start]
+                w = weights[first - i * steps : last - i * steps].view(shape)
+                total_grad[i] += (part * w).sum(dim=0)
 
         run.input_gradients(x, path_target, rows=rows, total=len(x) * steps, consume=accumulate)
         return total_grad

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import Tensor
 
 from ..attribution.base import Method
@@ -21,16 +21,22 @@ from ..core.guard import guarded
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..data.images import LoadedImage
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
 from ..report.html import ImageSection, render_index
 from ..viz import plot, save_figure
 from .output import OutputFolder
 
-__all__ = ["ExplainResult", "method_notes", "run_explain"]
+__all__ = ["ExplainResult", "method_notes", "method_summary", "run_explain"]
+
+SUMMARY = "summary.json"
+INDEX = "index.html"
+TENSORS = "attributions.safetensors"
+FIGURES = "figures"
+"""The progress name of the figure-writing step."""
 
 JobProgress = Callable[[str, int, int], None]
-"""``progress(method_name, rows_done, rows_planned)``."""
+"""``progress(step_name, done, planned)``: a method's rows, or ``"figures"``' images."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,12 @@ class ExplainResult:
     files: tuple[str, ...]
 
 
-def _top_predictions(net: LoadedModel, x: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
-    """Top-k class names and probabilities of each image (empty if the output has no logits)."""
+Prediction = tuple[int, str, float]
+"""(class index, class name, probability)."""
+
+
+def _top_predictions(net: LoadedModel, x: Tensor, k: int = 5) -> list[list[Prediction]]:
+    """Top-k classes and probabilities of each image (empty if the output has no logits)."""
     try:
         with guarded(net.module, [x.device]):
             logits = forward_logits(net.module, lambda a, b: x[a:b], len(x), Budget(None, x.device))
@@ -53,9 +63,11 @@ def _top_predictions(net: LoadedModel, x: Tensor, k: int = 5) -> list[list[tuple
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     names = net.labels
     return [
-        [(names[c] if names and c < len(names) else f"class {c}", float(p))
-         for p, c in zip(values.tolist(), classes.tolist())]
-        for values, classes in zip(top.values, top.indices)
+        [
+            (c, names[c] if names and c < len(names) else f"class {c}", float(p))
+            for p, c in zip(values.tolist(), classes.tolist(), strict=True)
+        ]
+        for values, classes in zip(top.values, top.indices, strict=True)
     ]
 
 
@@ -69,11 +81,14 @@ def method_notes(ex: Explanation, row: int) -> list[str]:
             f"{100 * rel:.2g}% (completeness, {ex.settings['steps']} steps)"
         )
     if hasattr(ex, "layer"):
-        notes.append(f"{ex.method}: map from layer {ex.layer} "  # type: ignore[attr-defined]
-                     f"at {tuple(ex.attributions.shape[2:])}, upsampled for display")
+        notes.append(
+            f"{ex.method}: map from layer {ex.layer} "
+            f"at {tuple(ex.attributions.shape[2:])}, upsampled for display"
+        )
     if hasattr(ex, "rule_applications"):
-        notes.append(f"{ex.method}: rewrote {ex.rule_applications} ReLU-like "  # type: ignore[attr-defined]
-                     "nonlinearities per pass")
+        notes.append(
+            f"{ex.method}: rewrote {ex.rule_applications} ReLU-like nonlinearities per pass"
+        )
     return notes
 
 
@@ -82,6 +97,7 @@ def _file_stem(name: str) -> str:
 
 
 def _write_tensors(path: Path, x: Tensor, explanations: Sequence[Explanation]) -> None:
+    # save() + write_bytes rather than save_file, which creates the file with mode 0600.
     tensors = {"inputs": x.detach().cpu().contiguous()}
     metadata = {}
     for ex in explanations:
@@ -89,7 +105,7 @@ def _write_tensors(path: Path, x: Tensor, explanations: Sequence[Explanation]) -
         tensors[f"{ex.method}.targets"] = ex.targets.cpu().contiguous()
         tensors[f"{ex.method}.image_index"] = ex.image_index.cpu().contiguous()
         metadata[ex.method] = json.dumps(_jsonable(dict(ex.settings)))
-    save_file(tensors, str(path), metadata=metadata)
+    path.write_bytes(save(tensors, metadata=metadata))
 
 
 def _jsonable(value: Any) -> Any:
@@ -102,8 +118,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _summary(images: Sequence[LoadedImage], predictions: list[Any],
-             explanations: Sequence[Explanation], net: LoadedModel) -> dict[str, Any]:
+def _summary(
+    images: Sequence[LoadedImage],
+    predictions: list[Any],
+    explanations: Sequence[Explanation],
+    net: LoadedModel,
+) -> dict[str, Any]:
     methods = []
     for ex in explanations:
         rows = []
@@ -117,8 +137,13 @@ def _summary(images: Sequence[LoadedImage], predictions: list[Any],
             if hasattr(ex, "relative_completeness_error"):
                 row["relative_completeness_error"] = float(ex.relative_completeness_error[r])
             rows.append(row)
-        entry = {"method": ex.method, "settings": _jsonable(dict(ex.settings)),
-                 "seed": ex.seed, "seconds": round(ex.seconds, 3), "rows": rows}
+        entry = {
+            "method": ex.method,
+            "settings": _jsonable(dict(ex.settings)),
+            "seed": ex.seed,
+            "seconds": round(ex.seconds, 3),
+            "rows": rows,
+        }
         for key in ("layer", "rule_applications"):
             if hasattr(ex, key):
                 entry[key] = getattr(ex, key)
@@ -127,9 +152,14 @@ def _summary(images: Sequence[LoadedImage], predictions: list[Any],
         "model": net.name,
         "preprocess": net.preprocess.describe(),
         "versions": dict(explanations[0].versions) if explanations else {},
-        "images": [{"name": im.name, "source": im.source,
-                    "predictions": [{"class": c, "probability": p} for c, p in pred]}
-                   for im, pred in zip(images, predictions)],
+        "images": [
+            {
+                "name": im.name,
+                "source": im.source,
+                "predictions": [{"index": i, "class": c, "probability": p} for i, c, p in pred],
+            }
+            for im, pred in zip(images, predictions, strict=True)
+        ],
         "methods": methods,
     }
 
@@ -148,51 +178,125 @@ def run_explain(
 ) -> ExplainResult:
     """Explain ``images`` with each of ``methods`` and write the results into ``out``.
 
-    Writes ``<image>.png`` (input and one overlay per method), ``attributions.safetensors``
-    (raw attributions per method), ``summary.json`` and ``index.html``. The folder is
-    checked before any work and written only when everything succeeded.
+    Writes ``<image>.png`` (the input and one heatmap per method), ``attributions.safetensors``
+    (the preprocessed inputs and each method's raw attributions, targets and image
+    indices, keyed ``"inputs"`` and ``"<method>.attributions"`` etc.), ``summary.json``
+    and ``index.html``. The folder is checked before any work and written only when
+    everything succeeded (see :class:`OutputFolder`); with ``force`` the previous
+    run's results in it are replaced.
+
+    ``progress(name, done, total)`` is called with each method's name as it runs, then
+    with ``"figures"`` as the figures are drawn.
     """
-    folder = OutputFolder(out, force)
+    if not images:
+        raise InvalidOptionError("no images to explain")
+    _check_methods(methods)
+    folder = OutputFolder(out, force, manifest=SUMMARY)
     device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
     x = net.preprocess(list(images), device=device)
     predictions = _top_predictions(net, x)
     explanations = []
     for method in methods:
         report = (lambda d, t, name=method.name: progress(name, d, t)) if progress else None
-        explanations.append(method.explain(net, x, target, seed=seed, batch_size=batch_size,
-                                           progress=report))
-    stems = _unique([_file_stem(im.name) for im in images])
-    sections = []
+        explanations.append(
+            method.explain(net, x, target, seed=seed, batch_size=batch_size, progress=report)
+        )
     with folder as staging:
-        for i, image in enumerate(images):
-            rows = [r for r in range(len(explanations[0])) if int(explanations[0].image_index[r]) == i]
-            figure_name = f"{stems[i]}.png"
-            save_figure(plot(explanations, rows=rows), staging / figure_name)
-            notes = [n for ex in explanations for n in method_notes(ex, rows[0])]
-            sections.append(ImageSection(
-                name=image.name, source=image.source, figure=figure_name,
-                predictions=predictions[i],
-                targets=[explanations[0].target_names()[r] for r in rows], notes=notes,
-            ))
-        _write_tensors(staging / "attributions.safetensors", x, explanations)
-        summary = _summary(images, predictions, explanations, net)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-        run_info = {
-            "model": net.name, "preprocessing": net.preprocess.describe(),
-            "methods": ", ".join(m.name for m in methods), "seed": seed,
-            "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
-        }
-        method_info = [(m.name, (type(m).__doc__ or "").strip().splitlines()[0]) for m in methods]
-        page = render_index("seethrough explain", sections, run_info, method_info)
-        (staging / "index.html").write_text(page, encoding="utf-8")
-        files = tuple(sorted(p.name for p in staging.iterdir()))
+        try:
+            files = _write_all(
+                staging,
+                net=net,
+                images=images,
+                x=x,
+                predictions=predictions,
+                methods=methods,
+                explanations=explanations,
+                seed=seed,
+                progress=progress,
+            )
+        except OSError as error:
+            raise InvalidOptionError(
+                f"cannot write to output folder {folder.out}: {error.strerror or error}"
+            ) from error
     return ExplainResult(Path(out), tuple(explanations), files)
 
 
+def _check_methods(methods: Sequence[Method]) -> None:
+    names = [m.name for m in methods]
+    if not names:
+        raise InvalidOptionError("no methods given; name at least one")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidOptionError(f"method {twice[0]!r} is given twice; give each method once")
+
+
+def _write_all(
+    staging: Path,
+    *,
+    net: LoadedModel,
+    images: Sequence[LoadedImage],
+    x: Tensor,
+    predictions: list[list[Prediction]],
+    methods: Sequence[Method],
+    explanations: Sequence[Explanation],
+    seed: int,
+    progress: JobProgress | None,
+) -> tuple[str, ...]:
+    """Every output file, into ``staging``; returns their names."""
+    first = explanations[0]
+    stems = _unique([_file_stem(im.name) for im in images])
+    sections = []
+    for i, image in enumerate(images):
+        rows = [r for r in range(len(first)) if int(first.image_index[r]) == i]
+        figure_name = f"{stems[i]}.png"
+        save_figure(plot(explanations, rows=rows), staging / figure_name)
+        if progress is not None:
+            progress(FIGURES, i + 1, len(images))
+        sections.append(
+            ImageSection(
+                name=image.name,
+                source=image.source,
+                figure=figure_name,
+                predictions=[(f"{name} ({c})", p) for c, name, p in predictions[i]],
+                targets=[first.target_names()[r] for r in rows],
+                notes=[n for ex in explanations for n in method_notes(ex, rows[0])],
+            )
+        )
+    _write_tensors(staging / TENSORS, x, explanations)
+    summary = _summary(images, predictions, explanations, net)
+    summary["seed"] = seed
+    summary["files"] = sorted([*(f"{s}.png" for s in stems), TENSORS, SUMMARY, INDEX])
+    run_info = {
+        "model": f"{net.name} ({net.source})" if net.source != net.name else net.name,
+        "preprocessing": net.preprocess.describe(),
+        "methods": ", ".join(ex.method for ex in explanations),
+        "seed": seed,
+        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+    }
+    method_info = [(m.name, method_summary(type(m))) for m in methods]
+    page = render_index("seethrough explain", sections, run_info, method_info)
+    (staging / INDEX).write_text(page, encoding="utf-8")
+    (staging / SUMMARY).write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return tuple(summary["files"])
+
+
+def method_summary(cls: type[Method]) -> str:
+    """The first paragraph of a method's docstring, as one line."""
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
 def _unique(stems: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """Distinct file stems, also on case-insensitive file systems: ``a``, ``a-2``, ..."""
+    used: set[str] = set()
     result = []
     for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        result.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        candidate, count = stem, 1
+        while candidate.lower() in used:
+            count += 1
+            candidate = f"{stem}-{count}"
+        used.add(candidate.lower())
+        result.append(candidate)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 __all__ = ["ImageSection", "render_index"]
 
@@ -25,13 +26,18 @@ class ImageSection:
     name: str
     source: str
     figure: str  # file name of the PNG, relative to index.html
-    predictions: Sequence[tuple[str, float]]  # (class name, probability), best first
+    predictions: Sequence[tuple[str, float]]  # (class, probability), best first
     targets: Sequence[str]
     notes: Sequence[str]
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _url(path: str) -> str:
+    """A relative file name as an attribute value: percent-encoded, then escaped."""
+    return _e(quote(path))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -53,20 +59,24 @@ def render_index(
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         _table(["setting", "value"], list(run_info.items())),
-        "<p class='note'>Heatmaps are scaled per map for display (the printed value is full "
-        "colour); red/blue are positive/negative evidence for signed methods, brighter is "
-        "larger for magnitude methods. Raw numbers are in <code>attributions.safetensors</code>."
-        "</p>",
+        "<p class='note'>Each heatmap has its own colour bar, in the method's raw units; "
+        "its range is a high percentile of the map's absolute values, and larger values are "
+        "clipped. Signed methods: red is evidence for the target, blue against. Magnitude "
+        "methods: brighter is larger. Raw numbers are in "
+        "<code>attributions.safetensors</code>, the run in <code>summary.json</code>.</p>",
         _table(["method", "what it shows"], method_info),
     ]
     for section in sections:
-        parts.append(f"<h2>{_e(section.name)} <span class='note'>({_e(section.source)})</span></h2>")
+        source = f"<span class='note'>({_e(section.source)})</span>"
+        parts.append(f"<h2>{_e(section.name)} {source}</h2>")
         parts.append(
-            _table(["top predictions", "probability"],
-                   [(name, f"{p:.3f}") for name, p in section.predictions])
+            _table(
+                ["top predictions", "probability"],
+                [(name, f"{p:.3f}") for name, p in section.predictions],
+            )
         )
         parts.append(f"<p>Explained: {_e(', '.join(section.targets))}</p>")
         parts.extend(f"<p class='note'>{_e(note)}</p>" for note in section.notes)
-        parts.append(f'<img src="{_e(section.figure)}" alt="{_e(section.name)} explanations">')
+        parts.append(f'<img src="{_url(section.figure)}" alt="{_e(section.name)} explanations">')
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,22 +1,32 @@
-"""Figures: one row per explained image, a column for the input and one per method."""
+"""Figures: for each explained row, the input and one heatmap per method, with colour bars."""
 
 from __future__ import annotations
 
+import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..errors import InvalidOptionError
-from .heatmap import display_images, heat_values, overlay, scale_for_display
+from .heatmap import DIVERGING, SEQUENTIAL, display_images, heat_values, scale_for_display
 
 if TYPE_CHECKING:
     from ..attribution.explanation import Explanation
 
 __all__ = ["plot", "save_figure"]
+
+_TITLE_WIDTH = 30  # characters per title line
+_FONT = 9
 
 
 def _check_same_rows(explanations: Sequence[Explanation]) -> None:
@@ -31,15 +41,64 @@ def _check_same_rows(explanations: Sequence[Explanation]) -> None:
             )
 
 
+def _wrap(*lines: str) -> str:
+    return "\n".join(textwrap.fill(line, _TITLE_WIDTH) for line in lines)
+
+
+def _describe(ex: Explanation) -> str:
+    """Second title line: how the map was reduced to one value per pixel."""
+    how = "signed, Σ over channels" if ex.display == "signed" else "magnitude, Σ|·| over channels"
+    layer = getattr(ex, "layer", None)
+    if ex.resolution == "layer" and layer:
+        h, w = ex.attributions.shape[2:]
+        how = f"{ex.display}, layer {layer} ({h}×{w}, upsampled)"
+    return how
+
+
+def _panel(
+    ax: Axes,
+    figure: Figure,
+    values: np.ndarray,
+    *,
+    gray: np.ndarray,
+    scale: float,
+    display: str,
+    context: float,
+) -> None:
+    """One heatmap in raw units, a faint grey copy of the input under it, and its colour bar."""
+    signed = display == "signed"
+    norm = Normalize(vmin=-scale if signed else 0.0, vmax=scale)
+    cmap = colormaps[DIVERGING if signed else SEQUENTIAL]
+    rgb = cmap(norm(values))[..., :3]  # Normalize does not clip; the colormap clamps to its ends
+    ax.imshow((1 - context) * rgb + context * gray[..., None])
+    clipped_low = signed and bool((values < -scale).any())
+    clipped_high = bool((values > scale).any())
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (clipped_low, clipped_high), "neither"
+    )
+    ticks = [-scale, 0.0, scale] if signed else [0.0, scale]
+    bar = figure.colorbar(
+        ScalarMappable(norm, cmap), ax=ax, fraction=0.046, pad=0.03, ticks=ticks, extend=extend
+    )
+    bar.ax.set_yticklabels([f"{t:.2g}" for t in ticks])
+    bar.ax.tick_params(labelsize=_FONT - 1)
+
+
 def plot(
     explanations: Sequence[Explanation],
     *,
     rows: Sequence[int] | None = None,
     percentile: float = 99.5,
-    alpha: float = 0.7,
-    cell_inches: float = 2.4,
+    columns: int = 5,
+    context: float = 0.2,
+    cell_inches: float = 2.6,
 ) -> Figure:
-    """A grid figure: the input, then each method's heatmap overlay, for each row.
+    """A figure: the input, then each method's heatmap with a colour bar, for each row.
+
+    Signed maps use a diverging colormap centred at zero (red positive, blue negative);
+    magnitude maps a sequential one (brighter is larger). Colour bars are in the
+    method's raw units: each map's colour range is the ``percentile`` of its absolute
+    values, and values beyond it are clipped (the bar's arrow shows which side).
 
     Parameters
     ----------
@@ -48,11 +107,13 @@ def plot(
     rows : sequence of int, optional
         Which rows to show (default all).
     percentile : float
-        Each map is scaled by this percentile of its absolute values for display.
-    alpha : float
-        Maximum opacity of the heatmap over the image.
+        Colour range of each map, as a percentile of its absolute values.
+    columns : int
+        Panels per figure line; a row's panels wrap onto further lines.
+    context : float
+        Weight in [0, 1) of a grey copy of the input blended under each heatmap.
     cell_inches : float
-        Size of one panel.
+        Width of one panel.
 
     Returns
     -------
@@ -60,33 +121,64 @@ def plot(
         Not attached to pyplot; save it with :func:`save_figure`.
     """
     _check_same_rows(explanations)
+    if not 0 <= context < 1:
+        raise InvalidOptionError(f"context must be in [0, 1), got {context!r}")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 2:
+        raise InvalidOptionError(f"columns must be an integer ≥ 2, got {columns!r}")
     first = explanations[0]
     chosen = list(range(len(first))) if rows is None else list(rows)
+    if not chosen:
+        raise InvalidOptionError("nothing to plot: rows is empty")
     images = display_images(first.inputs[chosen], first.input_transform)
+    grays = images @ np.array([0.299, 0.587, 0.114])
     size = tuple(first.inputs.shape[2:])
-    columns = 1 + len(explanations)
-    figure = Figure(figsize=(cell_inches * columns, cell_inches * len(chosen) + 0.4))
+    panels = 1 + len(explanations)
+    width = min(columns, panels)
+    lines = math.ceil(panels / width)
+    figure = Figure(
+        figsize=(cell_inches * width, (cell_inches + 0.35) * lines * len(chosen) + 0.3),
+        layout="constrained",
+    )
     FigureCanvasAgg(figure)
-    axes = figure.subplots(len(chosen), columns, squeeze=False)
-    names = first.target_names()
-    for r, row in enumerate(chosen):
-        axes[r][0].imshow(images[r])
-        axes[r][0].set_title(f"{names[row]}\nscore {float(first.scores[row]):.3g}", fontsize=8)
-    for c, ex in enumerate(explanations, start=1):
-        values = heat_values(ex.attributions[chosen], ex.display, size)  # type: ignore[arg-type]
-        scaled, scales = scale_for_display(values, percentile)
-        for r in range(len(chosen)):
-            axes[r][c].imshow(overlay(images[r], scaled[r].numpy(), ex.display, alpha).clip(0, 1))
-            sign = "±" if ex.display == "signed" else ""
-            axes[r][c].set_title(f"{ex.method}\n{sign}{float(scales[r]):.2g} = full colour",
-                                 fontsize=8)
+    axes = figure.subplots(lines * len(chosen), width, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    figure.tight_layout()
+
+    def at(r: int, p: int) -> Axes:
+        return axes[r * lines + p // width][p % width]
+
+    names = first.target_names()
+    for r, row in enumerate(chosen):
+        ax = at(r, 0)
+        ax.imshow(images[r])
+        score = f"score {float(first.scores[row]):.3g}"
+        ax.set_title(_wrap("input", f"target {names[row]}", score), fontsize=_FONT)
+    for p, ex in enumerate(explanations, start=1):
+        values = heat_values(ex.attributions[chosen], ex.display, size)  # type: ignore[arg-type]
+        _, scales = scale_for_display(values, percentile)
+        for r in range(len(chosen)):
+            ax = at(r, p)
+            _panel(
+                ax,
+                figure,
+                values[r].numpy(),
+                gray=grays[r],
+                scale=float(scales[r]),
+                display=ex.display,
+                context=context,
+            )
+            ax.set_title(_wrap(ex.method, _describe(ex)), fontsize=_FONT)
+    figure.supxlabel(
+        f"Colour range of each map: up to the {percentile:g}th percentile of |values| (beyond: "
+        "clipped, arrow on the bar). Signed: red = for the target, blue = against. "
+        "Magnitude: brighter = larger.",
+        fontsize=_FONT - 1,
+        wrap=True,
+    )
     return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     """Write ``figure`` as a PNG file; returns the path."""
     target = Path(path)
     figure.savefig(target, format="png", dpi=dpi)
