@@ -27,7 +27,7 @@ __all__ = ["main"]
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
-DEFAULT_METHODS = "gradient,gradient_x_input,grad_cam"
+DEFAULT_METHODS = "all"
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _log = logging.getLogger("seethrough")

@@ -234,7 +234,7 @@ def _expand_topk(run: Run, x: Tensor, target: Target) -> tuple[Tensor, Target, T
     classes = logits.topk(target.k, dim=1).indices.reshape(-1)
     return (
         x.repeat_interleave(target.k, dim=0),
-        Target("fixed", indices=classes),
+        target.fixed(classes),
         index.repeat_interleave(target.k),
     )
 
@@ -245,8 +245,7 @@ def make_method(name: str | Method, **options: Any) -> Method:
         return dataclasses.replace(name, **options) if options else name
     if not isinstance(name, str) or name not in METHODS:
         raise InvalidOptionError(
-            f"unknown method {name!r}{suggest(str(name), METHODS)} "
-            f"(valid: {', '.join(METHODS)})"
+            f"unknown method {name!r}{suggest(str(name), METHODS)} (valid: {', '.join(METHODS)})"
         )
     cls = METHODS[name]
     valid = [f.name for f in dataclasses.fields(cls)]

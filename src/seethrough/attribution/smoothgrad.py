@@ -2,20 +2,148 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ..core.passes import Chunk
+from ..core.rules import RectifierRule, RuleKind
 from ..core.targets import Target
 from ..errors import InvalidOptionError
 from .base import Attribution, Method, Run, make_method, register
+from .gradient import Gradient, GradientXInput
+from .guided import Deconvnet, GuidedBackprop
 
-__all__ = ["VARIANTS", "SmoothGrad"]
+__all__ = ["VARIANTS", "NoisyRows", "SampleMoments", "SmoothGrad"]
 
 VARIANTS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+# Bases whose value for a row is its input gradient (under a rectifier rule, times the
+# input): SmoothGrad runs them as one budgeted gradient pass over the noisy rows.
+_GRADIENT_FORMS: dict[type[Method], tuple[RuleKind | None, bool]] = {
+    Gradient: (None, False),
+    GradientXInput: (None, True),
+    GuidedBackprop: ("guided", False),
+    Deconvnet: ("deconvnet", False),
+}
+
+
+def image_runs(start: int, stop: int, samples: int) -> Iterator[tuple[int, int, int]]:
+    """``(image, first, last)`` for each run of rows ``first:last`` of one image within
+    ``start:stop``, rows being image-major (row ``r`` is sample ``r % samples`` of image
+    ``r // samples``)."""
+    row = start
+    while row < stop:
+        image = row // samples
+        last = min(stop, (image + 1) * samples)
+        yield image, row, last
+        row = last
+
+
+class NoisyRows:
+    """The noisy copies of a batch as rows ``(start, stop)``, made on demand.
+
+    Row ``r`` is ``x[i] + σᵢ · ε`` for image ``i = r // samples``, where ``ε`` is the
+    ``(r % samples)``-th draw of shape ``(C, H, W)`` from ``run.generator(i)``: the noise
+    does not depend on the chunking. Chunks are asked for in order, so each image's
+    generator simply goes on; a chunk asked for again (the budget's retry after
+    out-of-memory) re-seeds the generator and skips the draws before it.
+    """
+
+    def __init__(self, run: Run, x: Tensor, sigma: Tensor, samples: int) -> None:
+        self.run, self.x, self.sigma, self.samples = run, x, sigma, samples
+        self._streams: dict[int, tuple[torch.Generator, int]] = {}  # image → (gen, drawn)
+
+    def __call__(self, start: int, stop: int) -> Tensor:
+        out = self.x.new_empty((stop - start, *self.x.shape[1:]))
+        for image, first, last in image_runs(start, stop, self.samples):
+            generator = self._stream(image, first - image * self.samples)
+            for row in range(first, last):
+                out[row - start] = self._draw(generator)
+            # x + σ·ε as before, bit for bit: one rounding per multiply and per add
+            out[first - start : last - start].mul_(self.sigma[image]).add_(self.x[image])
+            drawn = last - image * self.samples
+            if drawn == self.samples:
+                self._streams.pop(image, None)
+            else:
+                self._streams[image] = (generator, drawn)
+        return out
+
+    def _draw(self, generator: torch.Generator) -> Tensor:
+        x = self.x
+        return torch.randn(x.shape[1:], generator=generator, device=x.device, dtype=x.dtype)
+
+    def _stream(self, image: int, sample: int) -> torch.Generator:
+        """Image ``image``'s generator, positioned before its draw number ``sample``."""
+        generator, drawn = self._streams.get(image, (None, 0))
+        if generator is None or drawn != sample:
+            generator = self.run.generator(image)
+            for _ in range(sample):
+                self._draw(generator)
+        return generator
+
+
+class SampleMoments:
+    """Per-image running mean over samples — of the values, or of their squares — and,
+    for the variance, the sum of squared deviations, merged part by part (Chan, Golub &
+    LeVeque, 1979) in at least float32. Exact to rounding for any split of the samples,
+    and free of the cancellation of ``mean(v²) − mean(v)²``.
+    """
+
+    def __init__(self, images: int, samples: int, variant: str) -> None:
+        self.images, self.samples, self.variant = images, samples, variant
+        self.count = [0] * images
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
+        self.dtype: torch.dtype | None = None
+
+    def add_rows(self, start: int, values: Tensor) -> None:
+        """Merge the values ``(b, ...)`` of rows ``start:start + b`` (image-major rows).
+
+        All or nothing: everything that allocates runs before the first change, so a
+        chunk that fails here (out of memory inside the budget) can be retried.
+        """
+        if self.mean is None:
+            wide = torch.promote_types(values.dtype, torch.float32)
+            mean = values.new_zeros((self.images, *values.shape[1:]), dtype=wide)
+            m2 = torch.zeros_like(mean) if self.variant == "vargrad" else None
+            self.mean, self.m2, self.dtype = mean, m2, values.dtype
+        updates = [
+            self._merged(image, values[first - start : last - start])
+            for image, first, last in image_runs(start, start + len(values), self.samples)
+        ]
+        for image, count, mean, m2 in updates:
+            self.mean[image] = mean
+            if self.m2 is not None:
+                self.m2[image] = m2
+            self.count[image] = count
+
+    def _merged(self, image: int, part: Tensor) -> tuple[int, int, Tensor, Tensor | None]:
+        """Image ``image``'s count, mean and m2 with ``part`` (its next samples) merged in."""
+        assert self.mean is not None
+        part = part.to(self.mean.dtype)
+        if self.variant == "smoothgrad_sq":
+            part = part * part
+        before, size = self.count[image], len(part)
+        total = before + size
+        part_mean = part.mean(dim=0)
+        delta = part_mean - self.mean[image]
+        mean = self.mean[image] + delta * (size / total)
+        if self.m2 is None:
+            return image, total, mean, None
+        spread = ((part - part_mean) ** 2).sum(dim=0)
+        return image, total, mean, self.m2[image] + spread + delta * delta * (before * size / total)
+
+    def result(self) -> Tensor:
+        """smoothgrad: the mean; smoothgrad_sq: the mean of squares; vargrad: the
+        (population) variance — per image, in the values' dtype."""
+        assert self.mean is not None and self.dtype is not None
+        assert all(c == self.samples for c in self.count), "some samples were not merged"
+        value = self.m2 / self.samples if self.m2 is not None else self.mean
+        return value.to(self.dtype)
 
 
 @register
@@ -45,6 +173,17 @@ class SmoothGrad(Method):
 
     Row ``i`` draws its noise, sample after sample, from a generator seeded with
     ``seed + i``, so chunking never changes the result.
+
+    Memory: the ``N × samples`` noisy rows never exist at once. With a budget of ``B``
+    rows per pass, a gradient-type base (gradient, gradient × input, guided backprop,
+    deconvnet) runs one gradient pass whose chunks of at most ``B`` noisy rows are made
+    inside the pass — an out-of-memory error halves ``B`` for the noise too — and are
+    merged into per-image accumulators right away: at peak, ``B`` noisy rows, their
+    gradients and the model's activations for ``B`` rows, plus ``N`` accumulated rows
+    (``2N`` for vargrad). Any other base gets chunks of ``max(1, B // p)`` noisy rows,
+    where ``p`` is the base's ``planned_rows(1)``: at peak, that chunk plus the base's
+    own peak for it plus the accumulators; ``B`` is read again for every chunk, so a
+    back-off inside the base shrinks the chunks that follow.
     """
 
     base: str | Method = "gradient"
@@ -102,27 +241,60 @@ class SmoothGrad(Method):
 
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
         target, scores = run.resolve(x, target)
-        n = len(x)
-        sigma = self.sigmas(x)
-        generators = [run.generator(i) for i in range(n)]
-        per_group = max(1, run.budget.size // max(1, self.inner.planned_rows(1)))
-        total = squares = None
-        for first in range(0, self.samples, per_group):
-            count = min(per_group, self.samples - first)
-            noisy = torch.stack([
-                x[i] + sigma[i] * torch.randn(x.shape[1:], generator=generators[i],
-                                              device=x.device, dtype=x.dtype)
-                for i in range(n) for _ in range(count)
-            ])
-            rows_target = target if target.indices is None else Target(
-                "fixed", indices=target.indices.repeat_interleave(count)
-            )
-            values = self.inner.attribute_rows(run, noisy, rows_target).values
-            values = values.view(n, count, *values.shape[1:])
-            part, part_sq = values.sum(dim=1), (values * values).sum(dim=1)
-            total = part if total is None else total + part
-            squares = part_sq if squares is None else squares + part_sq
-        assert total is not None and squares is not None
-        mean, mean_sq = total / self.samples, squares / self.samples
-        values = {"smoothgrad": mean, "smoothgrad_sq": mean_sq, "vargrad": mean_sq - mean * mean}
-        return Attribution(values[self.variant], scores, target.indices_or_unknown(n, x.device))
+        noisy = NoisyRows(run, x, self.sigmas(x), self.samples)
+        moments = SampleMoments(len(x), self.samples, self.variant)
+        form = _GRADIENT_FORMS.get(type(self.inner))
+        if form is not None:
+            self._gradient_pass(run, x, target, noisy, moments, *form)
+        else:
+            self._any_pass(run, x, target, noisy, moments)
+        return Attribution(moments.result(), scores, target.indices_or_unknown(len(x), x.device))
+
+    def _row_target(self, target: Target, start: int, stop: int) -> Target:
+        """The target of noisy rows ``start:stop`` (image-major)."""
+        if target.indices is None:
+            return target
+        image = torch.arange(start, stop, device=target.indices.device) // self.samples
+        return target.fixed(target.indices[image])
+
+    def _gradient_pass(
+        self,
+        run: Run,
+        x: Tensor,
+        target: Target,
+        noisy: NoisyRows,
+        moments: SampleMoments,
+        kind: RuleKind | None,
+        times_input: bool,
+    ) -> None:
+        """Gradient-type bases: one budgeted gradient pass over all ``N·samples`` noisy
+        rows, each chunk made in the pass (so the budget's out-of-memory back-off
+        covers it) and merged into ``moments`` at once."""
+        rule = RectifierRule(kind) if kind is not None else None
+        total = len(x) * self.samples
+
+        def merge(chunk: Chunk) -> None:
+            assert chunk.input_grad is not None
+            if rule is not None and not rule.fired:
+                rule.check(self.inner.name)  # raise on the first chunk, not after all
+            values = chunk.input_grad * chunk.inputs if times_input else chunk.input_grad
+            moments.add_rows(chunk.start, values)
+
+        row_target = self._row_target(target, 0, total)
+        run.input_gradients(x, row_target, rule=rule, rows=noisy, total=total, consume=merge)
+
+    def _any_pass(
+        self, run: Run, x: Tensor, target: Target, noisy: NoisyRows, moments: SampleMoments
+    ) -> None:
+        """Any other base: its ``attribute_rows`` on chunks of noisy rows, each chunk
+        small enough that the base's own passes fit the budget."""
+        per_row = max(1, self.inner.planned_rows(1))
+        total = len(x) * self.samples
+        start = 0
+        while start < total:
+            # read each time: a back-off inside the base shrinks the next chunks too
+            stop = min(total, start + max(1, run.budget.size // per_row))
+            rows_target = self._row_target(target, start, stop)
+            values = self.inner.attribute_rows(run, noisy(start, stop), rows_target).values
+            moments.add_rows(start, values)
+            start = stop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,7 @@ def trace_layers(model: nn.Module, example: Tensor) -> list[LayerInfo]:
     """
     order: dict[str, LayerInfo] = {}
 
-    def make_hook(name: str):  # type: ignore[no-untyped-def]
+    def make_hook(name: str) -> Callable[[nn.Module, object, object], None]:
         def hook(module: nn.Module, inputs: object, output: object) -> None:
             previous = order.pop(name, None)
             calls = previous.calls + 1 if previous else 1

@@ -186,7 +186,7 @@ class _RectifierFunction(torch.autograd.Function):
     """Forward: the original op. Backward: the rule's gradient."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: Tensor,
         call: _Call,
@@ -243,7 +243,7 @@ class RectifierRule(TorchFunctionMode):
 
     def __enter__(self) -> RectifierRule:
         self.passes += 1
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
     def __torch_function__(
         self,

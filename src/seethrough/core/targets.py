@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,13 +27,16 @@ from ..errors import InvalidInputError, TargetError, suggest
 
 __all__ = ["Target", "TargetLike", "logits_of", "parse_target"]
 
-TargetLike = Union[None, int, str, Sequence[Union[int, str]], Tensor, Callable[[Any], Tensor]]
+TargetLike = None | int | str | Sequence[int | str] | Tensor | Callable[[Any], Tensor]
 
 _TOPK = re.compile(r"top(\d+)$")
 
 
 def logits_of(output: Any) -> Tensor:
-    """The ``(N, classes)`` scores in a model's output: a tensor, a tuple's first item, ``.logits``."""
+    """The ``(N, classes)`` scores in a model's output.
+
+    Read from a tensor, a tuple's first item, or ``.logits`` (attribute or key).
+    """
     scores = output
     if isinstance(output, Mapping) and "logits" in output:
         scores = output["logits"]
@@ -57,12 +60,23 @@ def logits_of(output: Any) -> Tensor:
 
 @dataclass(frozen=True)
 class Target:
-    """A parsed target. ``indices`` is set for fixed classes, ``k`` for top-k."""
+    """A parsed target. ``indices`` is set for fixed classes, ``k`` for top-k.
+
+    ``in_range`` marks indices read off the model's own output (argmax, top-k, or a
+    pass that already checked them): they need no range check. Other fixed indices
+    are checked once, on the first pass, not on every chunk — the check reads the
+    indices on the host, which on an accelerator would stall every chunk.
+    """
 
     kind: str  # "predicted" | "fixed" | "topk" | "callable"
     indices: Tensor | None = None
     k: int = 1
     fn: Callable[[Any], Tensor] | None = None
+    in_range: bool = False
+    # the checked indices on each device a pass ran on (filled by ``select``)
+    _placed: dict[torch.device, Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def is_lazy(self) -> bool:
@@ -72,11 +86,11 @@ class Target:
     def check_range(self, classes: int) -> None:
         """Raise :class:`TargetError` if a fixed index or k does not fit ``classes``."""
         if self.indices is not None and self.indices.numel():
-            bad = self.indices[(self.indices < 0) | (self.indices >= classes)]
-            if bad.numel():
+            bad = (self.indices < 0) | (self.indices >= classes)
+            if bad.any():
                 raise TargetError(
-                    f"target {int(bad[0])} is out of range: the model has {classes} classes "
-                    f"(valid targets are 0 to {classes - 1})"
+                    f"target {int(self.indices[bad][0])} is out of range: the model has "
+                    f"{classes} classes (valid targets are 0 to {classes - 1})"
                 )
         if self.kind == "topk" and self.k > classes:
             raise TargetError(f"top{self.k} asks for more classes than the model has ({classes})")
@@ -84,7 +98,8 @@ class Target:
     def select(self, output: Any, rows: slice) -> tuple[Tensor, Tensor]:
         """Scores ``(n,)`` and class indices ``(n,)`` for the given rows of a pass.
 
-        Callable targets give index ``-1``.
+        Callable targets give index ``-1``. Fixed indices are range-checked and moved
+        to the output's device on the first call only.
         """
         if self.fn is not None:
             scores = self.fn(output)
@@ -97,12 +112,21 @@ class Target:
                 )
             return scores, torch.full((n,), -1, dtype=torch.long, device=scores.device)
         logits = logits_of(output)
-        self.check_range(logits.shape[1])
         if self.indices is None:
             indices = logits.detach().argmax(dim=1)
         else:
-            indices = self.indices[rows].to(logits.device)
+            indices = self._placed_on(logits.device, logits.shape[1])[rows]
         return logits.gather(1, indices[:, None])[:, 0], indices
+
+    def _placed_on(self, device: torch.device, classes: int) -> Tensor:
+        """The indices on ``device``, range-checked against ``classes`` the first time."""
+        placed = self._placed.get(device)
+        if placed is None:
+            assert self.indices is not None
+            if not self.in_range:
+                self.check_range(classes)
+            placed = self._placed[device] = self.indices.to(device)
+        return placed
 
     def indices_or_unknown(self, n: int, device: torch.device | None = None) -> Tensor:
         """The fixed class of each of ``n`` rows, ``-1`` where it is not a class index."""
@@ -111,10 +135,15 @@ class Target:
         return self.indices.to(device)
 
     def fixed(self, indices: Tensor) -> Target:
-        """The same target with its classes resolved to ``indices`` (one per row)."""
+        """The same target with its classes resolved to ``indices`` (one per row).
+
+        ``indices`` must come from the model's output or from a target that was checked
+        against it (a pass's ``select``, argmax, top-k, or a subset of those): they are
+        not range-checked again.
+        """
         if self.fn is not None:
             return self
-        return Target("fixed", indices=indices.detach().long())
+        return Target("fixed", indices=indices.detach().long(), in_range=True)
 
 
 def _index(value: Any, labels: Sequence[str] | None) -> int:
@@ -130,7 +159,7 @@ def _index(value: Any, labels: Sequence[str] | None) -> int:
         if labels is None:
             raise TargetError(
                 f"target {value!r} is a class name, but the model has no class labels; "
-                "give a class index or pass labels="
+                "give a class index or pass labels= (CLI: --labels FILE)"
             )
         if value in labels:
             return list(labels).index(value)

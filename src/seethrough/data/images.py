@@ -365,7 +365,7 @@ def _folder_images(folder: Path, *, recursive: bool) -> list[Path]:
     if not files:
         hint = ""
         if not recursive and any(_visible_dirs(folder)):
-            hint = "; pass recursive=True to look in its subfolders"
+            hint = "; pass recursive=True (CLI: --recursive) to look in its subfolders"
         looked = ", ".join(IMAGE_EXTENSIONS)
         raise ImageError(f"folder {folder} contains no image files (looked for {looked}){hint}")
     return files

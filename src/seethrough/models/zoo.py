@@ -397,7 +397,7 @@ def _choose_preprocess(preprocess: Preprocess | None, draft: _Draft) -> Preproce
     if draft.preprocess is not None:
         return draft.preprocess
     logger.info(
-        "preprocessing of %s is unknown; assuming %s (pass preprocess= to set it)",
+        "preprocessing of %s is unknown; assuming %s (load_model(..., preprocess=...) sets it)",
         draft.name,
         Preprocess().describe(),
     )
