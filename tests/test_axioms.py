@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_inputs, tiny_model
 from torch import Tensor, nn
 
 import seethrough as st
+from helpers import tiny_inputs, tiny_model
 from seethrough.attribution.integrated_gradients import gaussian_blur, quadrature
 from seethrough.errors import InvalidOptionError
 
@@ -43,30 +43,56 @@ def test_gradient_of_linear_model_is_its_weight_row(linear: Linear, x5: Tensor) 
     torch.testing.assert_close(ex.scores, (linear(x5)[[0, 1], [1, 3]]).detach())
 
 
-def test_gradient_x_input_of_linear_model_sums_to_score_minus_bias(linear: Linear, x5: Tensor) -> None:
+def test_gradient_x_input_of_linear_model_sums_to_score_minus_bias(
+    linear: Linear, x5: Tensor
+) -> None:
     ex = st.explain(linear, x5, "gradient_x_input", target=2)
     torch.testing.assert_close(ex.attributions, linear.weight[2].view(1, 3, 5, 5) * x5)
-    torch.testing.assert_close(ex.attributions.flatten(1).sum(1), ex.scores - linear.bias[2].detach())
+    torch.testing.assert_close(
+        ex.attributions.flatten(1).sum(1), ex.scores - linear.bias[2].detach()
+    )
 
 
-@pytest.mark.parametrize("rule", ["adaptive", "gausslegendre", "riemann_left", "riemann_right",
-                                  "riemann_middle", "riemann_trapezoid"])
-def test_integrated_gradients_of_linear_model_is_exact(linear: Linear, x5: Tensor, rule: str) -> None:
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "adaptive",
+        "gausslegendre",
+        "riemann_left",
+        "riemann_right",
+        "riemann_middle",
+        "riemann_trapezoid",
+    ],
+)
+def test_integrated_gradients_of_linear_model_is_exact(
+    linear: Linear, x5: Tensor, rule: str
+) -> None:
     """For a linear model every quadrature rule is exact: IG = w ⊙ (x − x')."""
     baseline = torch.full_like(x5, 0.3)
-    ex = st.explain(linear, x5, "integrated_gradients", target=0, steps=7 if rule != "adaptive"
-                    else 65, rule=rule, baseline=baseline)
+    ex = st.explain(
+        linear,
+        x5,
+        "integrated_gradients",
+        target=0,
+        steps=7 if rule != "adaptive" else 65,
+        rule=rule,
+        baseline=baseline,
+    )
     torch.testing.assert_close(ex.attributions, linear.weight[0].view(1, 3, 5, 5) * (x5 - 0.3))
-    torch.testing.assert_close(ex.completeness_error, torch.zeros(2, dtype=torch.float64),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        ex.completeness_error, torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-12
+    )
 
 
 def test_integrated_gradients_completeness_on_a_nonlinear_model() -> None:
     """Completeness (Sundararajan et al., Prop. 1): sum(IG) → f(x) − f(x') as steps grow."""
     model, x = tiny_model(), tiny_inputs(n=2)
     errors = [
-        float(st.explain(model, x, "integrated_gradients", steps=s, rule="gausslegendre")
-              .relative_completeness_error.max())
+        float(
+            st.explain(
+                model, x, "integrated_gradients", steps=s, rule="gausslegendre"
+            ).relative_completeness_error.max()
+        )
         for s in (4, 16, 64, 1024)
     ]
     # ReLUs make the integrand piecewise constant, so the error falls about as 1/steps
@@ -102,23 +128,27 @@ def test_adaptive_rule_refines_at_the_kinks_until_within_tolerance() -> None:
     x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
     gap = sum(c * max(0.0, 1 - t) for t, c in zip(kinks, slopes))
     ex = st.explain(model, x, "integrated_gradients", target=0, tolerance=1e-6, steps=4096)
-    torch.testing.assert_close(ex.scores - ex.baseline_scores,
-                               torch.tensor([gap], dtype=torch.float64))
+    torch.testing.assert_close(
+        ex.scores - ex.baseline_scores, torch.tensor([gap], dtype=torch.float64)
+    )
     # the adaptive rule's guarantee: |completeness error| ≤ tolerance × |gap| ...
     assert abs(float(ex.completeness_error[0])) <= 1e-6 * abs(gap)
     # ... where 65 evenly spaced points are 1000× off, and a uniform grid with as many
     # points as the rule used is still far off: the points went to the kinks
-    start = st.explain(model, x, "integrated_gradients", target=0, steps=65,
-                       rule="riemann_trapezoid")
+    start = st.explain(
+        model, x, "integrated_gradients", target=0, steps=65, rule="riemann_trapezoid"
+    )
     assert abs(float(start.completeness_error[0])) > 1e-3 * abs(gap)
     points = int(ex.path_points[0])
     assert 65 < points < 200
-    uniform = st.explain(model, x, "integrated_gradients", target=0, steps=points,
-                         rule="riemann_trapezoid")
+    uniform = st.explain(
+        model, x, "integrated_gradients", target=0, steps=points, rule="riemann_trapezoid"
+    )
     assert abs(float(uniform.completeness_error[0])) > 100 * abs(float(ex.completeness_error[0]))
     # IG of a 1-pixel input is the score change itself
-    torch.testing.assert_close(ex.attributions.flatten(), torch.tensor([gap], dtype=torch.float64),
-                               rtol=2e-6, atol=0)
+    torch.testing.assert_close(
+        ex.attributions.flatten(), torch.tensor([gap], dtype=torch.float64), rtol=2e-6, atol=0
+    )
     # on a path without kinks it stops at the first 65 points, exactly
     smooth = st.explain(Kinked([-1.0], [2.0]).eval(), x, "integrated_gradients", target=0)
     assert int(smooth.path_points[0]) == 65
@@ -154,6 +184,7 @@ def test_quadrature_matches_captum_points_and_weights() -> None:
     """Same points and weights as Captum; Captum's Riemann points come from a float32
     linspace, so they agree to float32 precision only (ours are float64)."""
     import captum.attr._utils.approximation_methods as captum
+
     for rule in ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle"]:
         sizes, alphas = captum.approximation_parameters(rule)
         ours_alpha, ours_weight = quadrature(rule, 9)
@@ -165,6 +196,7 @@ def test_quadrature_matches_captum_points_and_weights() -> None:
 def test_trapezoid_weights_sum_to_one_where_captums_do_not() -> None:
     """Deliberate difference: Captum's trapezoid weights sum to 1 − 1/n."""
     import captum.attr._utils.approximation_methods as captum
+
     sizes, alphas = captum.approximation_parameters("riemann_trapezoid")
     ours_alpha, ours_weight = quadrature("riemann_trapezoid", 9)
     np.testing.assert_allclose(ours_alpha, alphas(9), rtol=0, atol=1e-7)
@@ -174,29 +206,53 @@ def test_trapezoid_weights_sum_to_one_where_captums_do_not() -> None:
 
 
 def test_integrated_gradients_baselines(linear: Linear, x5: Tensor) -> None:
-    zeros = st.explain(linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid",
-                    baseline="zeros")
+    zeros = st.explain(
+        linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid", baseline="zeros"
+    )
     torch.testing.assert_close(zeros.baselines, torch.zeros_like(x5))
-    blur = st.explain(linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid",
-                    baseline="blur", blur_sigma=1.0)
+    blur = st.explain(
+        linear,
+        x5,
+        "integrated_gradients",
+        steps=2,
+        rule="riemann_trapezoid",
+        baseline="blur",
+        blur_sigma=1.0,
+    )
     torch.testing.assert_close(blur.baselines, gaussian_blur(x5, 1.0))
-    uniform = st.explain(linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid",
-                    baseline="uniform", seed=4)
+    uniform = st.explain(
+        linear,
+        x5,
+        "integrated_gradients",
+        steps=2,
+        rule="riemann_trapezoid",
+        baseline="uniform",
+        seed=4,
+    )
     for i in range(2):
         assert uniform.baselines[i].min() >= x5[i].min()
         assert uniform.baselines[i].max() <= x5[i].max()
-    again = st.explain(linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid",
-                    baseline="uniform", seed=4)
+    again = st.explain(
+        linear,
+        x5,
+        "integrated_gradients",
+        steps=2,
+        rule="riemann_trapezoid",
+        baseline="uniform",
+        seed=4,
+    )
     assert torch.equal(uniform.baselines, again.baselines)
-    const = st.explain(linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid",
-                    baseline=-1.5)
+    const = st.explain(
+        linear, x5, "integrated_gradients", steps=2, rule="riemann_trapezoid", baseline=-1.5
+    )
     torch.testing.assert_close(const.baselines, torch.full_like(x5, -1.5))
     with pytest.raises(InvalidOptionError, match="does not broadcast"):
         st.explain(linear, x5, "integrated_gradients", baseline=torch.zeros(2, 5, 5))
 
 
 def test_gaussian_blur_matches_scipy() -> None:
-    import scipy.ndimage as ndimage
+    from scipy import ndimage
+
     x = torch.randn(1, 2, 30, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ours = gaussian_blur(x, 2.0)[0, 0].numpy()
     # scipy's "reflect" is half-sample symmetric; torch's "reflect" mirrors without the edge
@@ -248,14 +304,22 @@ def test_smoothgrad_variants_by_hand() -> None:
     """Rebuild the noisy copies from the documented seeds and average by hand."""
     model, x = tiny_model(), tiny_inputs(n=2)
     samples, noise = 4, 0.2
-    out = {v: st.explain(model, x, "smoothgrad", samples=samples, noise=noise, variant=v, seed=7,
-                         target=0).attributions for v in ("smoothgrad", "smoothgrad_sq", "vargrad")}
+    out = {
+        v: st.explain(
+            model, x, "smoothgrad", samples=samples, noise=noise, variant=v, seed=7, target=0
+        ).attributions
+        for v in ("smoothgrad", "smoothgrad_sq", "vargrad")
+    }
     grads = []
     for i in range(2):
         g = torch.Generator().manual_seed(7 + i)
         sigma = noise * (x[i].max() - x[i].min())
-        noisy = torch.stack([x[i] + sigma * torch.randn(x.shape[1:], generator=g,
-                                                        dtype=x.dtype) for _ in range(samples)])
+        noisy = torch.stack(
+            [
+                x[i] + sigma * torch.randn(x.shape[1:], generator=g, dtype=x.dtype)
+                for _ in range(samples)
+            ]
+        )
         grads.append(st.explain(model, noisy, "gradient", target=0).attributions)
     stacked = torch.stack(grads)  # (N, S, C, H, W)
     torch.testing.assert_close(out["smoothgrad"], stacked.mean(1))
@@ -265,9 +329,15 @@ def test_smoothgrad_variants_by_hand() -> None:
 
 def test_smoothgrad_wraps_any_method() -> None:
     model, x = tiny_model(), tiny_inputs(n=1)
-    zero_noise = st.explain(model, x, "smoothgrad", base="integrated_gradients",
-                            base_options={"steps": 8, "rule": "gausslegendre"},
-                            samples=2, stdev=0.0)
+    zero_noise = st.explain(
+        model,
+        x,
+        "smoothgrad",
+        base="integrated_gradients",
+        base_options={"steps": 8, "rule": "gausslegendre"},
+        samples=2,
+        stdev=0.0,
+    )
     ig = st.explain(model, x, "integrated_gradients", steps=8, rule="gausslegendre")
     torch.testing.assert_close(zero_noise.attributions, ig.attributions)
     assert zero_noise.settings["base"] == "integrated_gradients"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import METHOD_CASES, Failing, Snapshot, tiny_inputs, tiny_model
 
 import seethrough as st
+from helpers import METHOD_CASES, Failing, Snapshot, tiny_inputs, tiny_model
 from seethrough.errors import ModelStateError, TargetError
 
 METHODS = list(METHOD_CASES)
@@ -63,7 +63,7 @@ def test_error_in_forward_leaves_everything_unchanged(method: str, fail_on: int)
         try:
             st.explain(model, x, method, batch_size=1, **METHOD_CASES[method])
         except RuntimeError as error:
-            assert "boom inside forward" in str(error)
+            assert "boom inside forward" in str(error)  # noqa: PT017
         else:  # the method finished in fewer passes than fail_on
             assert model.calls < fail_on
         snap_no_grad.assert_unchanged(model, x)
@@ -105,8 +105,9 @@ def test_batch_equals_single_calls(method: str) -> None:
     batch = st.explain(model, x, method, seed=10, **METHOD_CASES[method])
     for i in range(len(x)):
         single = st.explain(model, x[i : i + 1], method, seed=10 + i, **METHOD_CASES[method])
-        torch.testing.assert_close(single.attributions[0], batch.attributions[i],
-                                   rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(
+            single.attributions[0], batch.attributions[i], rtol=1e-10, atol=1e-12
+        )
         assert int(single.targets[0]) == int(batch.targets[i])
 
 

@@ -57,6 +57,7 @@ def package_state_dict() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def reference(package_state_dict: dict[str, torch.Tensor]) -> nn.Module:
     import efficientnet_lite_pytorch as reference_package
+
     model = reference_package.EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(package_state_dict, strict=True)
     return model.eval()
@@ -122,6 +123,7 @@ def test_dynamic_padding_matches_reference_at_any_size(
     builtin: LoadedModel, package_state_dict: dict[str, torch.Tensor]
 ) -> None:
     import efficientnet_lite_pytorch as reference_package
+
     # image_size=None makes the reference pad dynamically too, so odd sizes are comparable.
     dynamic = reference_package.EfficientNet.from_name("efficientnet-lite0", image_size=None)
     dynamic.load_state_dict(package_state_dict, strict=True)
@@ -395,6 +397,7 @@ def test_pickled_state_dict_with_allow_pickle_needs_factory(tmp_path: Path) -> N
 @pytest.fixture
 def random_resnet18() -> nn.Module:
     import torchvision
+
     return torchvision.models.resnet18(weights=None).eval()
 
 
@@ -432,6 +435,7 @@ def test_torchvision_from_hub_cache(
 
 def test_timm_with_safetensors(tmp_path: Path) -> None:
     import timm
+
     net = timm.create_model("resnet18", pretrained=False).eval()
     path = tmp_path / "resnet18.safetensors"
     save_file(net.state_dict(), str(path))

@@ -83,6 +83,7 @@ def test_resize_is_antialiased_interpolate_on_the_crop() -> None:
 
 def test_matches_torchvision_resize_256_crop_224() -> None:
     import torchvision.transforms.v2 as transforms
+
     # With a 256 px short side our 0.875 crop needs no resize, and torchvision's resize is a
     # no-op: both reduce to the same centre crop.
     image = np.random.default_rng(2).random((256, 300, 3), dtype=np.float32)

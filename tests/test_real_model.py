@@ -21,7 +21,8 @@ def test_integrated_gradients_completeness_below_one_percent_at_the_defaults(
 ) -> None:
     """The issue's axiom: completeness error < 1% at the default settings. Measured on the
     six bundled photos (2026-11-23): 65–130 points per image, errors 0.01%–0.24%, where
-    fixed Gauss-Legendre grids are off by up to 17% at 64 steps and 2.5% at 256. Rocket is the image that needed the most refinement of these two."""
+    fixed Gauss-Legendre grids are off by up to 17% at 64 steps and 2.5% at 256. Rocket is
+    the image that needed the most refinement of these two."""
     x = net.preprocess(st.load_images(["sample:chelsea", "sample:rocket"]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # running out of points would warn

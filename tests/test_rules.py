@@ -36,7 +36,10 @@ ACTIVATIONS: dict[str, Activation] = {
     "F.relu6": (lambda m, z: F.relu6(z), relu6_grad),
     "F.hardtanh(0, 6)": (lambda m, z: F.hardtanh(z, 0.0, 6.0), relu6_grad),
     "clamp(min=0)": (lambda m, z: z.clamp(min=0), lambda z: (z >= 0).double()),
-    "torch.clamp(0, 6)": (lambda m, z: torch.clamp(z, 0, 6), lambda z: ((z >= 0) & (z <= 6)).double()),
+    "torch.clamp(0, 6)": (
+        lambda m, z: torch.clamp(z, 0, 6),
+        lambda z: ((z >= 0) & (z <= 6)).double(),
+    ),
     "clamp_min(0)": (lambda m, z: torch.clamp_min(z, 0), lambda z: (z >= 0).double()),
     "F.threshold(0, 0)": (lambda m, z: F.threshold(z, 0.0, 0.0), relu_grad),
     "nn.LeakyReLU": (lambda m, z: m.leaky(z), lambda z: torch.where(z > 0, 1.0, SLOPE).double()),
@@ -63,8 +66,9 @@ class MLP(nn.Module):
         return self.l3(h2)
 
 
-def reference(model: MLP, x: Tensor, target: int, derivative: Callable[[Tensor], Tensor],
-              kind: str) -> Tensor:
+def reference(
+    model: MLP, x: Tensor, target: int, derivative: Callable[[Tensor], Tensor], kind: str
+) -> Tensor:
     """Hand-written backward: W^T g through linear layers, the rule at activations."""
     with torch.no_grad():
         z1 = model.l1(x.flatten(1))
@@ -110,9 +114,10 @@ def test_captum_misses_functional_relu_where_we_do_not(x: Tensor) -> None:
     """Captum's GuidedBackprop hooks nn.ReLU modules only: on F.relu it silently returns the
     plain gradient. Ours equals the independent reference."""
     import captum.attr as captum
+
     activation, derivative = ACTIVATIONS["F.relu"]
     model = MLP(activation).eval()
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="backward hooks"):
         theirs = captum.GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=2)
     plain = st.explain(model, x, "gradient", target=2).attributions
     ours = st.explain(model, x, "guided_backprop", target=2).attributions
@@ -124,8 +129,9 @@ def test_captum_misses_functional_relu_where_we_do_not(x: Tensor) -> None:
 @pytest.mark.parametrize("name", ["nn.ReLU6", "F.relu6"])
 def test_captum_misses_relu6(name: str, x: Tensor) -> None:
     import captum.attr as captum
+
     model = MLP(ACTIVATIONS[name][0]).eval()
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="backward hooks"):
         theirs = captum.GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=1)
     plain = st.explain(model, x, "gradient", target=1).attributions
     torch.testing.assert_close(theirs, plain, rtol=1e-12, atol=1e-12)
@@ -135,10 +141,13 @@ def test_captum_misses_relu6(name: str, x: Tensor) -> None:
 
 def test_captum_agrees_on_nn_relu_modules(x: Tensor) -> None:
     import captum.attr as captum
+
     model = MLP(ACTIVATIONS["nn.ReLU"][0]).eval()
-    for ours_name, theirs_cls in [("guided_backprop", captum.GuidedBackprop),
-                                  ("deconvnet", captum.Deconvolution)]:
-        with pytest.warns(UserWarning):
+    for ours_name, theirs_cls in [
+        ("guided_backprop", captum.GuidedBackprop),
+        ("deconvnet", captum.Deconvolution),
+    ]:
+        with pytest.warns(UserWarning, match="backward hooks"):
             theirs = theirs_cls(model).attribute(x.clone().requires_grad_(), target=3)
         ours = st.explain(model, x, ours_name, target=3).attributions
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
@@ -172,8 +181,9 @@ def test_rule_that_never_fires_raises_and_names_what_it_saw(method: str) -> None
 
 
 def test_guided_grad_cam_raises_without_rectifiers() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SiLU(), nn.Conv2d(4, 4, 3), nn.Flatten(),
-                          nn.LazyLinear(3))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.SiLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(3)
+    )
     x = torch.randn(2, 3, 8, 8)
     model(x)
     model.eval()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TinyCNN, tiny_inputs, tiny_model
 from torch import Tensor, nn
 
 import seethrough as st
+from helpers import TinyCNN, tiny_inputs, tiny_model
 from seethrough.core.budget import Budget, is_out_of_memory
 from seethrough.core.layers import default_cam_layer, find_layer, trace_layers
 from seethrough.core.targets import parse_target
@@ -26,11 +26,21 @@ def test_predicted_is_the_argmax() -> None:
 def test_index_name_list_and_tensor_targets() -> None:
     model, x = tiny_model(), tiny_inputs(n=3)
     assert st.explain(model, x, "gradient", target=2).targets.tolist() == [2, 2, 2]
-    assert st.explain(model, x, "gradient", target="espresso", labels=LABELS).targets.tolist() == [2] * 3
-    assert st.explain(model, x, "gradient", target="Tiger Cat", labels=LABELS).targets.tolist() == [1] * 3
+    assert (
+        st.explain(model, x, "gradient", target="espresso", labels=LABELS).targets.tolist()
+        == [2] * 3
+    )
+    assert (
+        st.explain(model, x, "gradient", target="Tiger Cat", labels=LABELS).targets.tolist()
+        == [1] * 3
+    )
     mixed = st.explain(model, x, "gradient", target=[0, "cup", 4], labels=LABELS)
     assert mixed.targets.tolist() == [0, 3, 4]
-    assert st.explain(model, x, "gradient", target=torch.tensor([4, 3, 2])).targets.tolist() == [4, 3, 2]
+    assert st.explain(model, x, "gradient", target=torch.tensor([4, 3, 2])).targets.tolist() == [
+        4,
+        3,
+        2,
+    ]
     assert st.explain(model, x, "gradient", target="3").targets.tolist() == [3, 3, 3]
     assert mixed.target_names() == ["tabby (0)", "cup (3)", "rocket (4)"]
 
@@ -119,7 +129,9 @@ def test_class_name_without_labels() -> None:
 
 
 def test_callable_returning_wrong_shape() -> None:
-    with pytest.raises(TargetError, match=r"must return one score per image, a tensor of shape \(3,\)"):
+    with pytest.raises(
+        TargetError, match=r"must return one score per image, a tensor of shape \(3,\)"
+    ):
         st.explain(tiny_model(), tiny_inputs(n=3), "gradient", target=lambda out: out.sum())
 
 
@@ -200,11 +212,11 @@ class OOMAbove(nn.Module):
 
 def test_out_of_memory_halves_the_chunk_and_gives_the_same_result() -> None:
     x = tiny_inputs(n=3)
-    expected = st.explain(tiny_model(), x, "integrated_gradients", steps=8, rule="gausslegendre",
-                            batch_size=24)
+    expected = st.explain(
+        tiny_model(), x, "integrated_gradients", steps=8, rule="gausslegendre", batch_size=24
+    )
     model = OOMAbove(limit=5).eval()
-    ex = st.explain(model, x, "integrated_gradients", steps=8, rule="gausslegendre",
-                            batch_size=24)
+    ex = st.explain(model, x, "integrated_gradients", steps=8, rule="gausslegendre", batch_size=24)
     torch.testing.assert_close(ex.attributions, expected.attributions, rtol=1e-12, atol=1e-14)
     assert max(s for s in model.sizes if s <= 5) <= 5 and 24 in model.sizes
     assert model.sizes[-1] <= 5
@@ -228,13 +240,23 @@ def test_budget_validation_and_oom_detection() -> None:
 
 def test_progress_reports_rows_up_to_the_plan() -> None:
     seen: list[tuple[int, int]] = []
-    st.explain(tiny_model(), tiny_inputs(n=2), "integrated_gradients", steps=6, rule="gausslegendre", batch_size=5,
-               progress=lambda done, total: seen.append((done, total)))
+    st.explain(
+        tiny_model(),
+        tiny_inputs(n=2),
+        "integrated_gradients",
+        steps=6,
+        rule="gausslegendre",
+        batch_size=5,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen[-1] == (16, 16)  # 2 images × (6 steps + input + baseline passes)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_model_with_float32_and_float64_mismatch_is_explained() -> None:
     model = TinyCNN(dtype=torch.float32).eval()
-    with pytest.raises(InvalidInputError, match=r"inputs are torch.float64 but the model's parameters are torch.float32"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"inputs are torch.float64 but the model's parameters are torch.float32",
+    ):
         st.explain(model, tiny_inputs(n=1), "gradient")

@@ -133,6 +133,7 @@ class Run:
             scores[chunk.start : chunk.stop] = chunk.scores
             indices[chunk.start : chunk.stop] = chunk.indices
             if consume is None:
+                assert chunk.input_grad is not None
                 grads[chunk.start : chunk.stop] = chunk.input_grad
             else:
                 consume(chunk)
@@ -292,15 +293,25 @@ def explain(
     InvalidOptionError, InvalidInputError, TargetError, LayerError, ModelStateError
         With a message naming the problem and the fix.
     """
-    several = isinstance(method, Sequence) and not isinstance(method, str)
-    names = list(method) if several else [method]  # type: ignore[list-item]
+    names: list[str | Method] = [method] if isinstance(method, (str, Method)) else list(method)
+    several = not isinstance(method, (str, Method))
     if not names:
         raise InvalidOptionError("no method given; name at least one")
     methods = [make_method(m, **_options_for(m, options, several)) for m in names]
     if several:
         _check_all_used(methods, options)
-    common = {"seed": seed, "batch_size": batch_size, "labels": labels, "progress": progress}
-    results = [m.explain(model, inputs, target, **common) for m in methods]
+    results = [
+        m.explain(
+            model,
+            inputs,
+            target,
+            seed=seed,
+            batch_size=batch_size,
+            labels=labels,
+            progress=progress,
+        )
+        for m in methods
+    ]
     return results if several else results[0]
 
 

@@ -76,8 +76,14 @@ class GradCam(Method):
             indices[chunk.start : chunk.stop] = chunk.indices
 
         backward_chunks(
-            run.model, lambda a, b: x[a:b], n, target, run.budget, combine,
-            input_grad=False, layer=(name, module),
+            run.model,
+            lambda a, b: x[a:b],
+            n,
+            target,
+            run.budget,
+            combine,
+            input_grad=False,
+            layer=(name, module),
         )
         extra = {"layer": name, "channel_weights": torch.cat(weights)}
         return Attribution(torch.cat(maps), scores, indices, extra)
@@ -118,5 +124,6 @@ class GuidedGradCam(Method):
         upsampled = F.interpolate(
             cam.values, size=x.shape[2:], mode=self.interpolation, align_corners=align
         )
-        return Attribution(guided.values * upsampled, cam.scores, cam.indices,
-                           {**cam.extra, **guided.extra})
+        return Attribution(
+            guided.values * upsampled, cam.scores, cam.indices, {**cam.extra, **guided.extra}
+        )

@@ -122,7 +122,8 @@ class Explanation:
         return self.replace(**changes)
 
     def plot(self, **options: Any) -> Figure:
-        """A figure: each row's input and its heatmaps with colour bars (see :func:`seethrough.viz.plot`)."""
+        """A figure: each row's input and its heatmaps with colour bars
+        (see :func:`seethrough.viz.plot`)."""
         from ..viz import plot
 
         return plot([self], **options)

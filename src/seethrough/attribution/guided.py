@@ -15,7 +15,9 @@ from .explanation import GuidedExplanation
 __all__ = ["Deconvnet", "GuidedBackprop", "rectified_gradients"]
 
 
-def rectified_gradients(run: Run, x: Tensor, target: Target, kind: RuleKind, method: str) -> Attribution:
+def rectified_gradients(
+    run: Run, x: Tensor, target: Target, kind: RuleKind, method: str
+) -> Attribution:
     """Input gradients with every rectifier's backward rewritten by ``kind``.
 
     Raises :class:`~seethrough.errors.RuleNotAppliedError` when the rule never fired.

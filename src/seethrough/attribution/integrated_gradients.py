@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,14 @@ __all__ = [
     "quadrature",
 ]
 
-RULES = ("adaptive", "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+RULES = (
+    "adaptive",
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+)
 BASELINES = ("zeros", "blur", "uniform")
 INITIAL_SEGMENTS = 64  # the adaptive rule starts from 65 evenly spaced points
 SPLIT_SHARE = 0.5  # each round halves the segments that hold this share of the error
@@ -102,11 +110,15 @@ def adaptive_nodes(
         shape = (-1,) + (1,) * (x.dim() - 1)
         rows_target = target if target.indices is None else target.fixed(target.indices[image])
 
-        def rows(start: int, stop: int, image: Tensor = image, alpha: Tensor = alpha) -> Tensor:
+        def rows(
+            start: int, stop: int, image: Tensor = image, alpha: Tensor = alpha, shape: Any = shape
+        ) -> Tensor:
             i = image[start:stop]
             return base[i] + alpha[start:stop].view(shape) * delta[i]
 
-        def keep(chunk: Chunk, todo: list[tuple[int, float]] = pending) -> None:
+        def keep(
+            chunk: Chunk, todo: list[tuple[int, float]] = pending, image: Tensor = image
+        ) -> None:
             assert chunk.input_grad is not None
             dot = (chunk.input_grad * delta[image[chunk.start : chunk.stop]]).flatten(1).sum(1)
             for k, (d, f) in enumerate(zip(dot.tolist(), chunk.scores.tolist())):
@@ -133,7 +145,9 @@ def adaptive_nodes(
             worst = np.argsort(-errors, kind="stable")
             share = np.cumsum(errors[worst])
             count = int(np.searchsorted(share, SPLIT_SHARE * share[-1])) + 1
-            pending += [(i, float((a[j] + a[j + 1]) / 2)) for j in sorted(worst[:min(count, room)])]
+            pending += [
+                (i, float((a[j] + a[j + 1]) / 2)) for j in sorted(worst[: min(count, room)])
+            ]
     total = torch.zeros_like(x)
     for i in range(n):
         order = np.argsort(alphas[i], kind="stable")
@@ -150,7 +164,7 @@ def adaptive_nodes(
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     """Blur each channel of ``(N, C, H, W)`` with a Gaussian of ``sigma`` pixels
     (separable, reflect padding, kernel radius 3σ clipped to the image)."""
-    radius = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[2:]) - 1))
+    radius = max(1, min(math.ceil(3 * sigma), min(x.shape[2:]) - 1))
     offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()
@@ -269,12 +283,16 @@ class IntegratedGradients(Method):
 
     def _fixed(self, run: Run, x: Tensor, base: Tensor, target: Target) -> Tensor:
         """The weighted sum of path gradients on a fixed grid, per row."""
-        alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                           for v in quadrature(self.rule, self.steps))
+        alphas, weights = (
+            torch.as_tensor(v, dtype=x.dtype, device=x.device)
+            for v in quadrature(self.rule, self.steps)
+        )
         steps = self.steps
         assert target.indices is not None or target.fn is not None
-        path_target = target if target.indices is None else Target(
-            "fixed", indices=target.indices.repeat_interleave(steps)
+        path_target = (
+            target
+            if target.indices is None
+            else target.fixed(target.indices.repeat_interleave(steps))
         )
         total_grad = torch.zeros_like(x)
 
@@ -316,7 +334,8 @@ class IntegratedGradients(Method):
                 base[rows],
                 target if target.indices is None else target.fixed(target.indices[rows]),
                 gap[rows],
-                self.tolerance, self.steps,
+                self.tolerance,
+                self.steps,
             )
             total_grad[rows] = grads
             points[rows] = counts

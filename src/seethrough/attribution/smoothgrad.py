@@ -117,7 +117,7 @@ class SampleMoments:
         ]
         for image, count, mean, m2 in updates:
             self.mean[image] = mean
-            if self.m2 is not None:
+            if self.m2 is not None and m2 is not None:
                 self.m2[image] = m2
             self.count[image] = count
 

@@ -84,8 +84,9 @@ class Budget:
                     raise
                 self._size = max(1, (stop - start) // 2)
                 self._adaptive = False
-                log.warning("out of memory at %d rows per pass; retrying with %d", stop - start,
-                            self._size)
+                log.warning(
+                    "out of memory at %d rows per pass; retrying with %d", stop - start, self._size
+                )
                 self._release()
                 continue
             self._grow(stop - start, baseline)

@@ -81,7 +81,9 @@ def check_inputs(inputs: object, model: nn.Module) -> Tensor:
             f"inputs have shape {tuple(inputs.shape)}; a batch (N, C, H, W) is needed{fix}"
         )
     if inputs.shape[0] == 0 or inputs.numel() == 0:
-        raise InvalidInputError(f"inputs have shape {tuple(inputs.shape)}: there is nothing to explain")
+        raise InvalidInputError(
+            f"inputs have shape {tuple(inputs.shape)}: there is nothing to explain"
+        )
     if not inputs.dtype.is_floating_point:
         raise InvalidInputError(
             f"inputs have dtype {inputs.dtype}; convert them to floating point as the model "
