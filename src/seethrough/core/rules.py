@@ -36,6 +36,10 @@ class _Call:
     x: Tensor
     derivative: Callable[[Tensor], Tensor]
     inplace: bool
+    # (lo, hi) where the derivative is 1 on lo < x < hi and 0 elsewhere, read as well off
+    # the output (relu: (0, inf); hardtanh, relu6: its bounds): the backward then needs no
+    # mask from the forward and uses PyTorch's own fused threshold/hardtanh backward.
+    interval: tuple[float, float] | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -51,7 +55,7 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, d
 # Local derivatives follow PyTorch's own backward formulas (boundaries included), so the
 # "gradient" part of guided backprop equals the true gradient of each op.
 def _relu_like(args: tuple[Any, ...], kwargs: dict[str, Any], inplace: bool) -> _Call:
-    return _Call(args[0], lambda x: x > 0, inplace)
+    return _Call(args[0], lambda x: x > 0, inplace, (0.0, float("inf")))
 
 
 def _hardtanh(args: tuple[Any, ...], kwargs: dict[str, Any], inplace: bool) -> _Call | None:
@@ -59,7 +63,7 @@ def _hardtanh(args: tuple[Any, ...], kwargs: dict[str, Any], inplace: bool) -> _
     hi = _number(_arg(args, kwargs, 2, "max_val", 1.0))
     if lo is None or hi is None:
         return None
-    return _Call(args[0], lambda x: (x > lo) & (x < hi), inplace)
+    return _Call(args[0], lambda x: (x > lo) & (x < hi), inplace, (lo, hi) if lo < hi else None)
 
 
 def _leaky_relu(args: tuple[Any, ...], kwargs: dict[str, Any], inplace: bool) -> _Call | None:
@@ -193,11 +197,18 @@ class _RectifierFunction(torch.autograd.Function):
         run: Callable[[], Tensor],
         kind: str,
     ) -> Tensor:
+        ctx.kind = kind
+        ctx.interval = None
+        if kind == "guided" and call.interval is not None and not call.inplace:
+            out = run()
+            ctx.interval = call.interval
+            ctx.save_for_backward(out)
+            return out
+        # in place, the input is overwritten: take the local derivative from it first
         derivative = call.derivative(x.detach()) if kind == "guided" else None
         out = run()
         if call.inplace:
             ctx.mark_dirty(x)
-        ctx.kind = kind
         if derivative is not None:
             ctx.save_for_backward(derivative)
         return out
@@ -207,6 +218,12 @@ class _RectifierFunction(torch.autograd.Function):
         positive = grad.clamp(min=0)  # a new tensor: safe to scale in place
         if ctx.kind == "deconvnet":
             return positive, None, None, None
+        if ctx.interval is not None:
+            (out,) = ctx.saved_tensors
+            lo, hi = ctx.interval
+            if hi == float("inf"):
+                return torch.ops.aten.threshold_backward(positive, out, lo), None, None, None
+            return torch.ops.aten.hardtanh_backward(positive, out, lo, hi), None, None, None
         (derivative,) = ctx.saved_tensors
         return positive.mul_(derivative), None, None, None
 
