@@ -67,6 +67,33 @@ def method_names() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class CleanPass:
+    """One forward and backward pass over the rows themselves (no paths, no noise):
+    the input gradient and/or one layer's activation and gradient, with the scores.
+
+    A multi-method ``explain`` computes it once for every method that can use it
+    (gradient, gradient × input, the gradient CAMs on the same layer).
+    """
+
+    x: Tensor
+    target: Target
+    scores: Tensor
+    indices: Tensor
+    input_grad: Tensor | None = None
+    layer: str | None = None
+    activation: Tensor | None = None
+    layer_grad: Tensor | None = None
+
+    def covers(self, x: Tensor, target: Target, input_grad: bool, layer: str | None) -> bool:
+        return (
+            x is self.x
+            and target is self.target
+            and (not input_grad or self.input_grad is not None)
+            and (layer is None or layer == self.layer)
+        )
+
+
+@dataclass(frozen=True)
 class Attribution:
     """What a method computes for its rows, before it becomes an :class:`Explanation`."""
 
@@ -95,6 +122,7 @@ class Run:
         self.planned = max(1, planned)
         self._progress = progress
         self._done = 0
+        self.shared: CleanPass | None = None
 
     def _advance(self, rows: int) -> None:
         self._done += rows
@@ -113,6 +141,58 @@ class Run:
         """Fix each row's class on the clean input; returns it with the clean scores."""
         scores, indices = self.scores(x, target)
         return target.fixed(indices), scores
+
+    def clean_pass(
+        self,
+        x: Tensor,
+        target: Target,
+        *,
+        input_grad: bool,
+        layer: tuple[str, nn.Module] | None = None,
+    ) -> CleanPass:
+        """The input gradient and/or ``layer``'s activation and gradient for the rows
+        ``x``; reused from the shared pass of a multi-method call when it covers them.
+        Without an input gradient the backward pass stops at the layer."""
+        name = layer[0] if layer is not None else None
+        if self.shared is not None and self.shared.covers(x, target, input_grad, name):
+            return self.shared
+        n = len(x)
+        scores = x.new_empty(n)
+        indices = torch.empty(n, dtype=torch.long, device=x.device)
+        grads = torch.empty_like(x) if input_grad else None
+        acts: list[Tensor] = []
+        layer_grads: list[Tensor] = []
+
+        def keep(chunk: Chunk) -> None:
+            scores[chunk.start : chunk.stop] = chunk.scores
+            indices[chunk.start : chunk.stop] = chunk.indices
+            if grads is not None:
+                assert chunk.input_grad is not None
+                grads[chunk.start : chunk.stop] = chunk.input_grad
+            if chunk.activation is not None and chunk.layer_grad is not None:
+                acts.append(chunk.activation)
+                layer_grads.append(chunk.layer_grad)
+
+        backward_chunks(
+            self.model,
+            lambda a, b: x[a:b],
+            n,
+            target,
+            self.budget,
+            keep,
+            input_grad=input_grad,
+            layer=layer,
+        )
+        return CleanPass(
+            x,
+            target,
+            scores,
+            indices,
+            grads,
+            name,
+            torch.cat(acts) if acts else None,
+            torch.cat(layer_grads) if layer_grads else None,
+        )
 
     def input_gradients(
         self,
@@ -161,6 +241,11 @@ class Method(abc.ABC):
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
         """Attributions for every row of ``x`` (already validated, targets parsed)."""
 
+    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None] | None:
+        """What this method reads from :meth:`Run.clean_pass` (input gradient wanted,
+        layer name), or ``None`` when it makes passes of its own."""
+        return None
+
     def planned_rows(self, n: int) -> int:
         """Rows this method runs through the model for ``n`` input rows (for progress)."""
         return n * self.passes_per_row
@@ -181,34 +266,91 @@ class Method(abc.ABC):
         progress: Progress | None = None,
     ) -> Explanation:
         """Explain ``inputs`` (see the module docstring for the shared parameters)."""
-        module, labels, transform = _unwrap(model, labels)
-        x = check_inputs(inputs, module)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise InvalidOptionError(f"seed must be an integer, got {seed!r}")
-        parsed = parse_target(target, len(x), labels)
-        started = time.perf_counter()
-        with guarded(module, [x.device]):
-            run = Run(module, x.device, seed, batch_size, progress, 0)
-            rows, parsed, image_index = _expand_topk(run, x, parsed)
-            run.planned = self.planned_rows(len(rows))
-            result = self.attribute_rows(run, rows, parsed)
-        return self.result_type(
-            method=self.name,
-            attributions=result.values.detach(),
-            inputs=rows,
-            targets=result.indices,
-            scores=result.scores,
-            image_index=image_index,
-            resolution=self.resolution,
-            display=self.display,
-            settings=self.settings,
+        return explain_all(
+            [self],
+            model,
+            inputs,
+            target,
             seed=seed,
-            class_names=tuple(labels) if labels is not None else None,
-            input_transform=transform,
-            versions=versions(),
-            seconds=time.perf_counter() - started,
-            **result.extra,
+            batch_size=batch_size,
+            labels=labels,
+            progress=progress,
+        )[0]
+
+
+def explain_all(
+    methods: Sequence[Method],
+    model: nn.Module | Any,
+    inputs: Tensor,
+    target: TargetLike = None,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    labels: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Explanation]:
+    """Run several methods on the same inputs and targets, in one guarded block.
+
+    Methods that read the plain pass over the inputs (gradient, gradient × input,
+    gradient CAMs on one layer) share one forward and backward pass: their results
+    are those of separate calls, with fewer passes.
+    """
+    module, labels, transform = _unwrap(model, labels)
+    x = check_inputs(inputs, module)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidOptionError(f"seed must be an integer, got {seed!r}")
+    parsed = parse_target(target, len(x), labels)
+    results: list[Explanation] = []
+    with guarded(module, [x.device]):
+        run = Run(module, x.device, seed, batch_size, progress, 0)
+        rows, parsed, image_index = _expand_topk(run, x, parsed)
+        needs = [m.clean_pass_needs(run, rows) for m in methods]
+        layers = {n[1] for n in needs if n is not None and n[1] is not None}
+        sharing = [n for n in needs if n is not None]
+        shared = len(sharing) > 1 and len(layers) <= 1
+        planned = sum(
+            0 if shared and n is not None else m.planned_rows(len(rows))
+            for m, n in zip(methods, needs)
         )
+        run.planned = planned + (len(rows) if shared else 0)
+        if shared:
+            from ..core.layers import find_layer
+
+            name = next(iter(layers), None)
+            started = time.perf_counter()
+            run.shared = run.clean_pass(
+                rows,
+                parsed,
+                input_grad=any(n[0] for n in sharing),
+                layer=(name, find_layer(module, name)) if name is not None else None,
+            )
+            shared_seconds = (time.perf_counter() - started) / len(sharing)
+        for method, need in zip(methods, needs):
+            started = time.perf_counter()
+            result = method.attribute_rows(run, rows, parsed)
+            seconds = time.perf_counter() - started
+            if shared and need is not None:
+                seconds += shared_seconds
+            results.append(
+                method.result_type(
+                    method=method.name,
+                    attributions=result.values.detach(),
+                    inputs=rows,
+                    targets=result.indices,
+                    scores=result.scores,
+                    image_index=image_index,
+                    resolution=method.resolution,
+                    display=method.display,
+                    settings=method.settings,
+                    seed=seed,
+                    class_names=tuple(labels) if labels is not None else None,
+                    input_transform=transform,
+                    versions=versions(),
+                    seconds=seconds,
+                    **result.extra,
+                )
+            )
+    return results
 
 
 def _unwrap(model: Any, labels: Sequence[str] | None) -> tuple[nn.Module, Any, Any]:
@@ -300,18 +442,16 @@ def explain(
     methods = [make_method(m, **_options_for(m, options, several)) for m in names]
     if several:
         _check_all_used(methods, options)
-    results = [
-        m.explain(
-            model,
-            inputs,
-            target,
-            seed=seed,
-            batch_size=batch_size,
-            labels=labels,
-            progress=progress,
-        )
-        for m in methods
-    ]
+    results = explain_all(
+        methods,
+        model,
+        inputs,
+        target,
+        seed=seed,
+        batch_size=batch_size,
+        labels=labels,
+        progress=progress,
+    )
     return results if several else results[0]
 
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.layers import default_cam_layer, find_layer
-from ..core.passes import Chunk, backward_chunks
 from ..core.targets import Target
 from ..errors import InvalidOptionError, LayerError
 from .base import Attribution, Method, Run, register
@@ -52,41 +51,23 @@ class GradCam(Method):
     resolution = "layer"
     result_type = CamExplanation
 
+    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
+        return False, resolve_layer(run, x, self.layer)[0]
+
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
         name, module = resolve_layer(run, x, self.layer)
-        n = len(x)
-        maps: list[Tensor] = []
-        weights: list[Tensor] = []
-        scores = x.new_empty(n)
-        indices = torch.empty(n, dtype=torch.long, device=x.device)
-
-        def combine(chunk: Chunk) -> None:
-            acts, grads = chunk.activation, chunk.layer_grad
-            assert acts is not None and grads is not None
-            if acts.dim() < 3:
-                raise LayerError(
-                    f"grad_cam needs a layer with a spatial output (N, C, h, w); layer {name!r} "
-                    f"outputs {tuple(acts.shape)} — choose an earlier layer"
-                )
-            w = grads.mean(dim=tuple(range(2, grads.dim())), keepdim=True)
-            cam = (w * acts).sum(dim=1, keepdim=True)
-            maps.append(F.relu(cam) if self.relu else cam)
-            weights.append(w.flatten(1))
-            scores[chunk.start : chunk.stop] = chunk.scores
-            indices[chunk.start : chunk.stop] = chunk.indices
-
-        backward_chunks(
-            run.model,
-            lambda a, b: x[a:b],
-            n,
-            target,
-            run.budget,
-            combine,
-            input_grad=False,
-            layer=(name, module),
-        )
-        extra = {"layer": name, "channel_weights": torch.cat(weights)}
-        return Attribution(torch.cat(maps), scores, indices, extra)
+        done = run.clean_pass(x, target, input_grad=False, layer=(name, module))
+        acts, grads = done.activation, done.layer_grad
+        assert acts is not None and grads is not None
+        if acts.dim() < 3:
+            raise LayerError(
+                f"grad_cam needs a layer with a spatial output (N, C, h, w); layer {name!r} "
+                f"outputs {tuple(acts.shape)} — choose an earlier layer"
+            )
+        w = grads.mean(dim=tuple(range(2, grads.dim())), keepdim=True)
+        cam = (w * acts).sum(dim=1, keepdim=True)
+        extra = {"layer": name, "channel_weights": w.flatten(1)}
+        return Attribution(F.relu(cam) if self.relu else cam, done.scores, done.indices, extra)
 
 
 @register
@@ -109,6 +90,9 @@ class GuidedGradCam(Method):
     name = "guided_grad_cam"
     result_type = GuidedGradCamExplanation
     passes_per_row = 2
+
+    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
+        return False, resolve_layer(run, x, self.layer)[0]
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:

@@ -24,8 +24,13 @@ class Gradient(Method):
     name = "gradient"
     display = "magnitude"
 
+    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
+        return True, None
+
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        return run.input_gradients(x, target)
+        done = run.clean_pass(x, target, input_grad=True)
+        assert done.input_grad is not None
+        return Attribution(done.input_grad, done.scores, done.indices)
 
 
 @register
@@ -39,6 +44,10 @@ class GradientXInput(Method):
 
     name = "gradient_x_input"
 
+    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
+        return True, None
+
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        grads = run.input_gradients(x, target)
-        return Attribution(grads.values * x, grads.scores, grads.indices)
+        done = run.clean_pass(x, target, input_grad=True)
+        assert done.input_grad is not None
+        return Attribution(done.input_grad * x, done.scores, done.indices)
