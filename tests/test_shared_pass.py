@@ -94,3 +94,9 @@ def test_shared_pass_leaves_the_model_untouched_when_it_raises() -> None:
     model.fail_on = None
     st.explain(model, x, SHARING)
     before.assert_unchanged(model, x)
+
+
+def test_results_of_a_shared_call_do_not_alias_each_other() -> None:
+    out = st.explain(tiny_model(), tiny_inputs(n=2), SHARING)
+    pointers = [t.data_ptr() for ex in out for t in (ex.targets, ex.scores, ex.image_index)]
+    assert len(set(pointers)) == len(pointers)

@@ -336,9 +336,9 @@ def explain_all(
                     method=method.name,
                     attributions=result.values.detach(),
                     inputs=rows,
-                    targets=result.indices,
-                    scores=result.scores,
-                    image_index=image_index,
+                    targets=result.indices.clone() if shared else result.indices,
+                    scores=result.scores.clone() if shared else result.scores,
+                    image_index=image_index.clone(),  # results never alias each other
                     resolution=method.resolution,
                     display=method.display,
                     settings=method.settings,

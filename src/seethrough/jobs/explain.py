@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save
 from torch import Tensor
 
-from ..attribution.base import Method
+from ..attribution.base import Method, explain_all
 from ..attribution.explanation import Explanation
 from ..core.budget import Budget
 from ..core.guard import guarded
@@ -195,12 +195,24 @@ def run_explain(
     device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
     x = net.preprocess(list(images), device=device)
     predictions = _top_predictions(net, x)
-    explanations = []
-    for method in methods:
-        report = (lambda d, t, name=method.name: progress(name, d, t)) if progress else None
-        explanations.append(
-            method.explain(net, x, target, seed=seed, batch_size=batch_size, progress=report)
+    done: dict[str, Explanation] = {}
+    # methods that read the plain pass over the images share it (one call, fewer passes)
+    sharing = [m for m in methods if type(m).clean_pass_needs is not Method.clean_pass_needs]
+    if len(sharing) > 1:
+        label = ", ".join(m.name for m in sharing)
+        report = (lambda d, t: progress(label, d, t)) if progress else None
+        shared = explain_all(
+            sharing, net, x, target, seed=seed, batch_size=batch_size, progress=report
         )
+        done.update({m.name: ex for m, ex in zip(sharing, shared, strict=True)})
+    for method in methods:
+        if method.name in done:
+            continue
+        report = (lambda d, t, name=method.name: progress(name, d, t)) if progress else None
+        done[method.name] = method.explain(
+            net, x, target, seed=seed, batch_size=batch_size, progress=report
+        )
+    explanations = [done[m.name] for m in methods]
     with folder as staging:
         try:
             files = _write_all(
