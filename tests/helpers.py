@@ -20,6 +20,8 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "deconvnet": {},
     "grad_cam": {},
     "guided_grad_cam": {},
+    "occlusion": {"window": 4, "stride": 3},
+    "rise": {"masks": 10, "cell": 3},
 }
 
 

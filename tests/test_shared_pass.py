@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import Snapshot, tiny_inputs, tiny_model
 from torch import Tensor, nn
 
 import seethrough as st
+from helpers import Snapshot, tiny_inputs, tiny_model
 
 SHARING = ["gradient", "gradient_x_input", "grad_cam", "guided_grad_cam"]
 
@@ -64,8 +64,9 @@ def test_shared_pass_saves_passes() -> None:
 def test_methods_with_their_own_passes_are_not_shared() -> None:
     x = tiny_inputs(n=2)
     model = Counting(tiny_model()).eval()
-    out = st.explain(model, x, ["gradient", "integrated_gradients"], target=1, steps=20,
-                     rule="gausslegendre")
+    out = st.explain(
+        model, x, ["gradient", "integrated_gradients"], target=1, steps=20, rule="gausslegendre"
+    )
     # gradient alone (one method reading the clean pass: nothing to share) + IG's
     # 2 no-grad passes (input, baseline) and 20 path points per image
     assert model.rows == 2 + 2 + 2 + 40

@@ -27,7 +27,12 @@ __all__ = ["main"]
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
-DEFAULT_METHODS = "all"
+# the gradient methods (a few minutes on a CPU); "all" adds the perturbation methods,
+# which run the model hundreds to thousands of times per image
+DEFAULT_METHODS = (
+    "gradient,gradient_x_input,integrated_gradients,smoothgrad,guided_backprop,deconvnet,"
+    "grad_cam,guided_grad_cam"
+)
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _log = logging.getLogger("seethrough")
@@ -350,8 +355,9 @@ class _Bars:
     "--methods",
     default=DEFAULT_METHODS,
     show_default=True,
-    help="Comma-separated method names, or 'all' (see 'seethrough methods'; "
-    "integrated_gradients and smoothgrad are slow on a CPU).",
+    help="Comma-separated method names, or 'all' (see 'seethrough methods'). The default "
+    "is every gradient method; perturbation methods (occlusion, rise, ...) run the model "
+    "hundreds of times per image.",
 )
 @click.option(
     "--target",

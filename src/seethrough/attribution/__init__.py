@@ -16,6 +16,7 @@ from .integrated_gradients import IntegratedGradients
 from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
 from .cam import GradCam, GuidedGradCam
+from .perturbation import Occlusion, OcclusionExplanation, Rise
 
 __all__ = [
     "METHODS",
@@ -33,6 +34,9 @@ __all__ = [
     "IntegratedGradients",
     "IntegratedGradientsExplanation",
     "Method",
+    "Occlusion",
+    "OcclusionExplanation",
+    "Rise",
     "Run",
     "SmoothGrad",
     "explain",
