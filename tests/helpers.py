@@ -22,6 +22,8 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "guided_grad_cam": {},
     "occlusion": {"window": 4, "stride": 3},
     "rise": {"masks": 10, "cell": 3},
+    "lime": {"samples": 40},
+    "kernel_shap": {"samples": 40},
 }
 
 

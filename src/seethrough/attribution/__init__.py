@@ -17,6 +17,7 @@ from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
 from .cam import GradCam, GuidedGradCam
 from .perturbation import Occlusion, OcclusionExplanation, Rise
+from .surrogate import KernelShap, KernelShapExplanation, Lime, LimeExplanation
 
 __all__ = [
     "METHODS",
@@ -33,6 +34,10 @@ __all__ = [
     "GuidedGradCamExplanation",
     "IntegratedGradients",
     "IntegratedGradientsExplanation",
+    "KernelShap",
+    "KernelShapExplanation",
+    "Lime",
+    "LimeExplanation",
     "Method",
     "Occlusion",
     "OcclusionExplanation",
