@@ -592,8 +592,9 @@ def test_all_methods_with_per_method_settings(
     assert {m["rows"][0]["target_name"] for m in methods.values()} == {"tiger cat (1)"}
     saved = load_file(str(out / "attributions.safetensors"))
     for name in seethrough.method_names():
-        expected = (1, 1, 28, 28) if name == "grad_cam" else (1, 3, 224, 224)
-        assert saved[f"{name}.attributions"].shape == expected
+        layer_map = METHODS[name].resolution == "layer"  # CAMs: the layer's 28×28 map
+        expected = (1, 1, 28, 28) if layer_map else (1, 3, 224, 224)
+        assert saved[f"{name}.attributions"].shape == expected, name
 
 
 def test_progress_bars_on_stderr_unless_quiet(

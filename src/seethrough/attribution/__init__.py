@@ -16,12 +16,32 @@ from .integrated_gradients import IntegratedGradients
 from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
 from .cam import GradCam, GuidedGradCam
+from .cams import (
+    AblationCam,
+    Cam,
+    EigenCam,
+    GradCamPlusPlus,
+    HiResCam,
+    LayerCam,
+    PerturbationCamExplanation,
+    ScoreCam,
+    XGradCam,
+)
 from .perturbation import Occlusion, OcclusionExplanation, Rise
 from .surrogate import KernelShap, KernelShapExplanation, Lime, LimeExplanation
 
 __all__ = [
     "METHODS",
+    "AblationCam",
     "Attribution",
+    "Cam",
+    "EigenCam",
+    "GradCamPlusPlus",
+    "HiResCam",
+    "LayerCam",
+    "PerturbationCamExplanation",
+    "ScoreCam",
+    "XGradCam",
     "CamExplanation",
     "Deconvnet",
     "Explanation",
