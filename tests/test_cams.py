@@ -408,3 +408,86 @@ def test_relu_option_rectifies_the_raw_map(method: str) -> None:
     raw = st.explain(model, x, method, layer="conv2" if method != "cam" else None)
     rect = st.explain(model, x, method, relu=True, layer="conv2" if method != "cam" else None)
     torch.testing.assert_close(rect.attributions, F.relu(raw.attributions), rtol=0, atol=0)
+
+
+def test_multi_layer_grad_cam_equals_pytorch_grad_cam_before_its_final_minmax(
+    resnet: nn.Module, photos: Tensor
+) -> None:
+    """pytorch-grad-cam with several target layers: per layer ReLU, min-max, resize to
+    the input (cv2, bilinear), then the mean and a final min-max. Ours with
+    ``layer_scale="minmax"`` is that mean; after the same final min-max the two agree."""
+    from pytorch_grad_cam import GradCAM
+
+    x = F.interpolate(photos, size=(112, 112), mode="bilinear", align_corners=False)
+    layers = ["layer2", "layer3", "layer4"]
+    ours = st.explain(resnet, x, "grad_cam", target=MIXED, layer=layers, layer_scale="minmax")
+    assert isinstance(ours, st.MultiLayerCamExplanation)
+    assert ours.layers == tuple(layers) and ours.resolution == "input"
+    assert ours.attributions.shape == (2, 1, 112, 112)
+    assert [ex.layer for ex in ours.per_layer] == layers  # type: ignore[attr-defined]
+    model = copy.deepcopy(resnet)
+    modules = dict(model.named_modules())
+    cam = GradCAM(model=model, target_layers=[modules[n] for n in layers])
+    theirs = torch.from_numpy(cam(x, targets=[ClassifierOutputTarget(c) for c in MIXED]))
+    fused = ours.attributions[:, 0]
+    low = fused.flatten(1).amin(dim=1)[:, None, None]
+    shifted = fused - low
+    final = shifted / (1e-7 + shifted.flatten(1).amax(dim=1)[:, None, None])
+    # cv2's bilinear resize works in float32 with its own rounding of the weights.
+    assert_oracle("grad_cam/resnet/three layers", final, theirs, 1e-3)
+
+
+def test_multi_layer_fusion_rules_and_raw_layers_kept() -> None:
+    model, x = tiny_model(), tiny_inputs(n=3)
+    layers = ["conv2", "conv3"]
+    singles = [st.explain(model, x, "layer_cam", target=2, layer=n) for n in layers]
+    for scale in ("max_abs", "minmax", "none"):
+        for fusion in ("mean", "max"):
+            ours = st.explain(
+                model,
+                x,
+                "layer_cam",
+                target=2,
+                layer=layers,
+                layer_scale=scale,
+                layer_fusion=fusion,
+            )
+            assert ours.settings["layer_scale"] == scale
+            ups = []
+            for single, kept in zip(singles, ours.per_layer):
+                torch.testing.assert_close(kept.attributions, single.attributions)
+                m = single.attributions
+                if scale == "max_abs":
+                    m = m / m.flatten(1).abs().amax(dim=1)[:, None, None, None]
+                elif scale == "minmax":
+                    m = F.relu(m)
+                    m = m - m.flatten(1).amin(dim=1)[:, None, None, None]
+                    m = m / (1e-7 + m.flatten(1).amax(dim=1)[:, None, None, None])
+                ups.append(F.interpolate(m, size=x.shape[2:], mode="bilinear"))
+            stack = torch.stack(ups)
+            expected = stack.mean(0) if fusion == "mean" else stack.amax(0)
+            torch.testing.assert_close(ours.attributions, expected)
+    both = st.explain(model, x, ["gradient", "layer_cam"], target=2, layer=layers)
+    assert both[0].method == "gradient" and isinstance(both[1], st.MultiLayerCamExplanation)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"method": "guided_grad_cam", "layer": ["conv2", "conv3"]}, "takes one layer"),
+        ({"method": "grad_cam", "layer": []}, "non-empty list"),
+        ({"method": "grad_cam", "layer": ["conv2", "conv2"]}, "lists a layer twice"),
+        ({"method": "grad_cam", "layer": ["conv2", "cnv3"]}, "cnv3"),
+        ({"method": "grad_cam", "layer_scale": "minmax"}, "only applies to a CAM given several"),
+        ({"method": "grad_cam", "layer": ["conv2"], "layer_scale": "z"}, "unknown layer_scale"),
+        ({"method": "grad_cam", "layer": ["conv2"], "layer_fusion": "sum"}, "unknown layer_fusion"),
+    ],
+)
+def test_multi_layer_bad_options_are_refused_and_the_model_untouched(
+    options: dict[str, Any], message: str
+) -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    before = Snapshot.take(model)
+    with pytest.raises(st.SeethroughError, match=message):
+        st.explain(model, x, **options)
+    before.assert_unchanged(model)

@@ -252,6 +252,14 @@ BAD_INPUTS: dict[str, Case] = {
         [e.image, *e.tiny, "--methods", "gradient", "--layer", "features.2"],
         "--layer is only used by CAM methods",
     ),
+    "unknown layer among several": lambda e: (
+        [e.image, *e.tiny, "--methods", "layer_cam", "--layer", "features.1,featurs.2"],
+        "no layer 'featurs.2' in TinyNet; did you mean 'features.2'",
+    ),
+    "several layers for guided grad-cam": lambda e: (
+        [e.image, *e.tiny, "--methods", "guided_grad_cam", "--layer", "features.1,features.3"],
+        "guided_grad_cam takes one layer, got 2",
+    ),
     "target out of range": lambda e: (
         [e.image, *e.tiny, "--target", "7"],
         "valid targets are 0 to 4",
@@ -801,3 +809,19 @@ def test_warnings_and_verbose_logs_are_single_lines(
     assert all(line.startswith("seethrough: ") for line in lines)  # -q: no bars, no notes
     quiet = run_cli(capsys, "explain", *args[:-1], str(env.tmp / "again"))
     assert quiet.err == "seethrough: warning: a library warning spread over two lines\n"
+
+
+def test_several_layers_are_fused_into_one_map(
+    tmp_path: Path, assets: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    layers = "features.1,features.3"
+    args = [str(assets / "a.png"), *tiny, "--methods", "grad_cam", "--layer", layers]
+    result = run_cli(capsys, "explain", *args, "-q", "--out", str(out))
+    assert result.code == 0, result.err
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["methods"][0]["layer"] == "features.1, features.3"
+    saved = load_file(str(out / "attributions.safetensors"))["grad_cam.attributions"]
+    assert saved.shape == (1, 1, 224, 224)  # fused at the input's resolution
+    # The default rule: each layer's map scaled to max |value| 1, then averaged.
+    assert 0 < float(saved.abs().max()) <= 1 + 1e-6 and float(saved.std()) > 0

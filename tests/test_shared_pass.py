@@ -65,7 +65,13 @@ def test_methods_with_their_own_passes_are_not_shared() -> None:
     x = tiny_inputs(n=2)
     model = Counting(tiny_model()).eval()
     out = st.explain(
-        model, x, ["gradient", "integrated_gradients"], target=1, steps=20, rule="gausslegendre"
+        model,
+        x,
+        ["gradient", "integrated_gradients"],
+        target=1,
+        steps=20,
+        rule="gausslegendre",
+        layout="contiguous",  # "auto" would add its 2-row layout probe to the count
     )
     # gradient alone (one method reading the clean pass: nothing to share) + IG's
     # 2 no-grad passes (input, baseline) and 20 path points per image

@@ -260,3 +260,100 @@ def test_model_with_float32_and_float64_mismatch_is_explained() -> None:
         match=r"inputs are torch.float64 but the model's parameters are torch.float32",
     ):
         st.explain(model, tiny_inputs(n=1), "gradient")
+
+
+class _ViewHead(nn.Module):
+    """A classic small CNN whose head calls ``.view`` on a conv output: it cannot take
+    channels-last input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1).double()
+        self.fc = nn.Linear(4 * 12 * 12, 5).double()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+class _RawMemory(nn.Module):
+    """Reads its input's memory as if it were contiguous (as a careless custom kernel
+    would): channels-last input gives different logits, without any error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+
+    def forward(self, x: Tensor) -> Tensor:
+        raw = torch.as_strided(x, x.shape, torch.empty(x.shape).stride())
+        return self.inner(raw)
+
+
+def test_layout_auto_uses_channels_last_on_a_plain_cnn_and_gives_contiguous_results() -> None:
+    model = tiny_model()
+    budget = Budget(layout="auto")
+    small = budget.arrange(model, tiny_inputs(n=4))
+    assert budget.channels_last is None and small.is_contiguous()  # too few rows to probe
+    large = budget.arrange(model, tiny_inputs(n=8))
+    assert budget.channels_last is True
+    assert large.is_contiguous(memory_format=torch.channels_last)
+    x = tiny_inputs(n=9)
+    auto = st.explain(model, x, "integrated_gradients", target=1, steps=8, rule="gausslegendre")
+    plain = st.explain(
+        model,
+        x,
+        "integrated_gradients",
+        target=1,
+        steps=8,
+        rule="gausslegendre",
+        layout="contiguous",
+    )
+    assert auto.attributions.is_contiguous()
+    torch.testing.assert_close(auto.attributions, plain.attributions, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model_cls", [_ViewHead, _RawMemory])
+def test_layout_auto_falls_back_when_the_model_cannot_take_channels_last(
+    model_cls: type[nn.Module], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = model_cls().eval()
+    x = tiny_inputs(n=10)
+    budget = Budget(layout="auto")
+    assert budget.arrange(model, x).is_contiguous()
+    assert budget.channels_last is False
+    if model_cls is _RawMemory:
+        assert "change with the memory layout" in caplog.text
+    auto = st.explain(model, x, "occlusion", target=2, window=4, stride=4)
+    plain = st.explain(model, x, "occlusion", target=2, window=4, stride=4, layout="contiguous")
+    assert torch.equal(auto.attributions, plain.attributions)
+
+
+def test_layout_validation_and_forced_layouts() -> None:
+    with pytest.raises(st.errors.InvalidOptionError, match="unknown layout 'nhwc'"):
+        st.explain(tiny_model(), tiny_inputs(), "gradient", layout="nhwc")
+    forced = Budget(layout="channels_last")
+    assert forced.channels_last is True
+    assert forced.arrange(tiny_model(), tiny_inputs(n=1)).is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert Budget(layout="contiguous").arrange(tiny_model(), tiny_inputs(n=9)).is_contiguous()
+    with pytest.raises(RuntimeError, match="view"):
+        st.explain(_ViewHead().eval(), tiny_inputs(n=2), "gradient", layout="channels_last")
+
+
+@pytest.mark.parametrize("method", ["score_cam", "ablation_cam", "occlusion"])
+def test_progress_plan_counts_the_perturbed_rows(method: str) -> None:
+    seen: list[tuple[int, int]] = []
+    options = {"layer": "conv3"} if method != "occlusion" else {"window": 6, "stride": 6}
+    st.explain(
+        tiny_model(),
+        tiny_inputs(n=2),
+        method,
+        target=1,
+        batch_size=5,
+        progress=lambda done, total: seen.append((done, total)),
+        **options,
+    )
+    # clean pass (2 rows) + one row per channel (8) or window (4) of each image
+    rows = 2 + 2 * (8 if method != "occlusion" else 4)
+    assert seen[-1] == (rows, rows)

@@ -30,12 +30,14 @@ from .attribution import (
     LayerCam,
     Lime,
     Method,
+    MultiLayerCamExplanation,
     Occlusion,
     Rise,
     ScoreCam,
     SmoothGrad,
     XGradCam,
     explain,
+    fuse_layers,
     method_names,
 )
 from .data import LoadedImage, load_image, load_images
@@ -56,6 +58,8 @@ __all__ = [
     "Lime",
     "KernelShap",
     "CamExplanation",
+    "MultiLayerCamExplanation",
+    "fuse_layers",
     "Deconvnet",
     "Explanation",
     "GradCam",

@@ -303,8 +303,9 @@ def _apply_layer(options: dict[str, dict[str, Any]], layer: str | None) -> None:
             f"--layer is only used by CAM methods ({', '.join(_layer_methods())}), "
             "and none is among --methods"
         )
+    layers = [part.strip() for part in layer.split(",")]
     for name in cams:
-        options[name]["layer"] = layer
+        options[name]["layer"] = layers if len(layers) > 1 else layers[0]
 
 
 def _target(text: str | None) -> Any:
@@ -366,7 +367,10 @@ class _Bars:
     "separated by commas.",
 )
 @click.option(
-    "--layer", default=None, help="Layer for CAM methods (dotted name, see 'seethrough layers')."
+    "--layer",
+    default=None,
+    help="Layer for CAM methods (dotted name, see 'seethrough layers'); several, "
+    "separated by commas, are fused into one map (each scaled to max |value| 1, then averaged).",
 )
 @click.option(
     "--set",
@@ -452,7 +456,8 @@ def explain(
         device=device,
     )
     if layer is not None:
-        find_layer(net.module, layer)
+        for name in layer.split(","):
+            find_layer(net.module, name.strip())
     parse_target(wanted, len(loaded), net.labels)
     bars = _Bars(enabled=not quiet)
     try:

@@ -29,6 +29,7 @@ from .cams import (
 )
 from .perturbation import Occlusion, OcclusionExplanation, Rise
 from .surrogate import KernelShap, KernelShapExplanation, Lime, LimeExplanation
+from .multilayer import MultiLayerCamExplanation, fuse_layers
 
 __all__ = [
     "METHODS",
@@ -59,12 +60,14 @@ __all__ = [
     "Lime",
     "LimeExplanation",
     "Method",
+    "MultiLayerCamExplanation",
     "Occlusion",
     "OcclusionExplanation",
     "Rise",
     "Run",
     "SmoothGrad",
     "explain",
+    "fuse_layers",
     "make_method",
     "method_names",
     "register",

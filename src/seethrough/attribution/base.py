@@ -19,6 +19,11 @@ labels
     Class names, for class-name targets and figures (taken from a ``LoadedModel``).
 progress
     ``progress(rows_done, rows_planned)`` after each pass.
+layout
+    Memory layout of image batches: ``"auto"`` (channels-last on the CPU when the model
+    verifiably gives the same logits — 20–30 % faster convolutions), ``"channels_last"``
+    or ``"contiguous"``. Results are the same up to float rounding; see
+    :mod:`seethrough.core.budget`.
 """
 
 from __future__ import annotations
@@ -114,11 +119,12 @@ class Run:
         batch_size: int | None,
         progress: Progress | None,
         planned: int,
+        layout: str = "auto",
     ) -> None:
         self.model = model
         self.device = device
         self.seed = seed
-        self.budget = Budget(batch_size, device, on_rows=self._advance)
+        self.budget = Budget(batch_size, device, on_rows=self._advance, layout=layout)
         self.planned = max(1, planned)
         self._progress = progress
         self._done = 0
@@ -264,6 +270,7 @@ class Method(abc.ABC):
         batch_size: int | None = None,
         labels: Sequence[str] | None = None,
         progress: Progress | None = None,
+        layout: str = "auto",
     ) -> Explanation:
         """Explain ``inputs`` (see the module docstring for the shared parameters)."""
         return explain_all(
@@ -275,6 +282,7 @@ class Method(abc.ABC):
             batch_size=batch_size,
             labels=labels,
             progress=progress,
+            layout=layout,
         )[0]
 
 
@@ -288,13 +296,19 @@ def explain_all(
     batch_size: int | None = None,
     labels: Sequence[str] | None = None,
     progress: Progress | None = None,
+    layout: str = "auto",
+    fusion: Mapping[str, Any] | None = None,
 ) -> list[Explanation]:
     """Run several methods on the same inputs and targets, in one guarded block.
 
     Methods that read the plain pass over the inputs (gradient, gradient × input,
     gradient CAMs on one layer) share one forward and backward pass: their results
-    are those of separate calls, with fewer passes.
+    are those of separate calls, with fewer passes. A CAM given a list of layers runs
+    once per layer and its maps are fused (``fusion``: ``layer_scale``,
+    ``layer_fusion``; see :mod:`seethrough.attribution.multilayer`).
     """
+    fusion = dict(fusion or {})
+    methods, groups = _split_layers(list(methods), fusion)
     module, labels, transform = _unwrap(model, labels)
     x = check_inputs(inputs, module)
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -302,7 +316,7 @@ def explain_all(
     parsed = parse_target(target, len(x), labels)
     results: list[Explanation] = []
     with guarded(module, [x.device]):
-        run = Run(module, x.device, seed, batch_size, progress, 0)
+        run = Run(module, x.device, seed, batch_size, progress, 0, layout)
         rows, parsed, image_index = _expand_topk(run, x, parsed)
         needs = [m.clean_pass_needs(run, rows) for m in methods]
         layers = {n[1] for n in needs if n is not None and n[1] is not None}
@@ -334,7 +348,7 @@ def explain_all(
             results.append(
                 method.result_type(
                     method=method.name,
-                    attributions=result.values.detach(),
+                    attributions=result.values.detach().contiguous(),
                     inputs=rows,
                     targets=result.indices.clone() if shared else result.indices,
                     scores=result.scores.clone() if shared else result.scores,
@@ -350,7 +364,11 @@ def explain_all(
                     **result.extra,
                 )
             )
-    return results
+    if groups is None:
+        return results
+    from .multilayer import fuse_layers
+
+    return [fuse_layers(results[a:b], **fusion) if fused else results[a] for a, b, fused in groups]
 
 
 def _unwrap(model: Any, labels: Sequence[str] | None) -> tuple[nn.Module, Any, Any]:
@@ -411,13 +429,14 @@ def explain(
     batch_size: int | None = None,
     labels: Sequence[str] | None = None,
     progress: Progress | None = None,
+    layout: str = "auto",
     **options: Any,
 ) -> Any:
     """Explain a batch with one method, or with several.
 
     Parameters
     ----------
-    model, inputs, target, seed, batch_size, labels, progress
+    model, inputs, target, seed, batch_size, labels, progress, layout
         See :mod:`seethrough.attribution.base`.
     method : str, Method, or a sequence of them
         A registered name (``seethrough.method_names()``) or a configured method object.
@@ -439,6 +458,9 @@ def explain(
     several = not isinstance(method, (str, Method))
     if not names:
         raise InvalidOptionError("no method given; name at least one")
+    fusion: dict[str, Any] = {
+        k: options.pop(k) for k in ("layer_scale", "layer_fusion") if k in options
+    }
     methods = [make_method(m, **_options_for(m, options, several)) for m in names]
     if several:
         _check_all_used(methods, options)
@@ -451,8 +473,49 @@ def explain(
         batch_size=batch_size,
         labels=labels,
         progress=progress,
+        layout=layout,
+        fusion=fusion,
     )
     return results if several else results[0]
+
+
+def _split_layers(
+    methods: list[Method], fusion: Mapping[str, Any]
+) -> tuple[list[Method], list[tuple[int, int, bool]] | None]:
+    """One method per layer for each CAM given a list of layers, with the slices of the
+    results to fuse; ``None`` when no method has a list of layers."""
+    from .multilayer import check_fusion_options
+
+    listed = [m for m in methods if isinstance(getattr(m, "layer", None), (list, tuple))]
+    if not listed:
+        if fusion:
+            raise InvalidOptionError(
+                f"{', '.join(fusion)} only applies to a CAM given several layers (layer=[...])"
+            )
+        return methods, None
+    check_fusion_options(fusion.get("layer_scale", "max_abs"), fusion.get("layer_fusion", "mean"))
+    split: list[Method] = []
+    groups: list[tuple[int, int, bool]] = []
+    for m in methods:
+        layers = getattr(m, "layer", None)
+        if not isinstance(layers, (list, tuple)):
+            groups.append((len(split), len(split) + 1, False))
+            split.append(m)
+            continue
+        if m.resolution != "layer":
+            raise InvalidOptionError(
+                f"{m.name} takes one layer, got {len(layers)}; several layers can be fused "
+                "for layer-resolution CAMs only"
+            )
+        if not layers or not all(isinstance(n, str) for n in layers):
+            raise InvalidOptionError(
+                f"layer must be a layer name or a non-empty list of names, got {layers!r}"
+            )
+        if len(set(layers)) != len(layers):
+            raise InvalidOptionError(f"layer lists a layer twice: {list(layers)!r}")
+        groups.append((len(split), len(split) + len(layers), True))
+        split.extend(dataclasses.replace(m, layer=name) for name in layers)  # type: ignore[call-arg]
+    return split, groups
 
 
 def _fields(method: str | Method) -> set[str]:

@@ -277,6 +277,7 @@ class ScoreCam(_LayerCam):
             return x[image] * ((up - low) / (high - low + SCORE_CAM_EPS))
 
         rows_target = _per_channel_target(target, done.indices, k)
+        run.planned += len(x) * k  # planned_rows counted only the clean pass
         scores, _ = forward_scores(run.model, masked, len(x) * k, rows_target, run.budget)
         scores = scores.reshape(len(x), k)
         weights = torch.softmax(scores, dim=1)
@@ -312,14 +313,16 @@ class AblationCam(_LayerCam):
         module = find_layer(run.model, name)
         k = acts.shape[1]
         rows_target = _per_channel_target(target, done.indices, k)
+        run.planned += len(x) * k  # planned_rows counted only the clean pass
         parts: list[Tensor] = []
 
         def step(start: int, stop: int) -> None:
             image, channel = _row_split(start, stop, k, x.device)
             hook = _zero_channel_hook(name, channel)
-            with HookSet() as hooks, torch.no_grad():
+            rows = run.budget.arrange(run.model, x[image])
+            with HookSet() as hooks, torch.inference_mode():
                 hooks.add(module.register_forward_hook(hook))
-                scores, _ = rows_target.select(run.model(x[image]), slice(start, stop))
+                scores, _ = rows_target.select(run.model(rows), slice(start, stop))
             parts.append(scores.detach())
 
         run.budget.run(len(x) * k, step)
@@ -437,9 +440,10 @@ class Cam(_LayerCam):
 
         def step(start: int, stop: int) -> None:
             seen = _HeadCapture(run.model, fc, named)
+            rows = run.budget.arrange(run.model, x[start:stop])
             with HookSet() as hooks, torch.no_grad():
                 seen.attach(hooks)
-                scores, indices = target.select(run.model(x[start:stop]), slice(start, stop))
+                scores, indices = target.select(run.model(rows), slice(start, stop))
             if seen.features is None or seen.map is None:
                 raise LayerError(_NOT_GAP_LINEAR.format(fc="the linear layer", why="no map found"))
             label[0] = seen.map_name

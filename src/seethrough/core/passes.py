@@ -53,12 +53,13 @@ def _gradients(scores: Tensor, wrt: list[Tensor]) -> list[Tensor]:
 
 
 def forward_logits(model: nn.Module, rows: RowMaker, total: int, budget: Budget) -> Tensor:
-    """Class scores ``(total, classes)`` without gradients."""
+    """Class scores ``(total, classes)`` under ``inference_mode`` (no autograd record)."""
     parts: list[Tensor] = []
 
     def step(start: int, stop: int) -> None:
-        with torch.no_grad():
-            parts.append(logits_of(model(rows(start, stop))).detach())
+        x = budget.arrange(model, rows(start, stop))
+        with torch.inference_mode():
+            parts.append(logits_of(model(x)).detach())
 
     budget.run(total, step)
     return torch.cat(parts)
@@ -67,13 +68,16 @@ def forward_logits(model: nn.Module, rows: RowMaker, total: int, budget: Budget)
 def forward_scores(
     model: nn.Module, rows: RowMaker, total: int, target: Target, budget: Budget
 ) -> tuple[Tensor, Tensor]:
-    """Target scores ``(total,)`` and class indices ``(total,)`` without gradients."""
+    """Target scores ``(total,)`` and class indices ``(total,)`` under ``inference_mode``.
+
+    The chunks' results are concatenated outside it, so callers get ordinary tensors."""
     scores: list[Tensor] = []
     indices: list[Tensor] = []
 
     def step(start: int, stop: int) -> None:
-        with torch.no_grad():
-            s, i = target.select(model(rows(start, stop)), slice(start, stop))
+        x = budget.arrange(model, rows(start, stop))
+        with torch.inference_mode():
+            s, i = target.select(model(x), slice(start, stop))
         scores.append(s.detach())
         indices.append(i)
 
@@ -100,7 +104,7 @@ def backward_chunks(
     """
 
     def step(start: int, stop: int) -> None:
-        x = rows(start, stop).detach()
+        x = budget.arrange(model, rows(start, stop).detach())
         if input_grad:
             x.requires_grad_(True)
         capture = None
@@ -124,7 +128,7 @@ def backward_chunks(
                 inputs=x.detach(),
                 scores=scores.detach(),
                 indices=indices,
-                input_grad=grads[0] if input_grad else None,
+                input_grad=grads[0].contiguous() if input_grad else None,
                 activation=activation.detach() if activation is not None else None,
                 layer_grad=grads[-1] if activation is not None else None,
             )
