@@ -32,6 +32,8 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "rise": {"masks": 10, "cell": 3},
     "lime": {"samples": 40},
     "kernel_shap": {"samples": 40},
+    "edge_detector": {},
+    "random_noise": {},
 }
 
 

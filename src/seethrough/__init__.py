@@ -43,6 +43,7 @@ from .attribution import (
 from .data import LoadedImage, load_image, load_images
 from .errors import SeethroughError
 from .models import MODELS, LoadedModel, Preprocess, load_model
+from .trust import RandomizationResult, model_randomization
 
 __all__ = [
     "AblationCam",
@@ -84,4 +85,6 @@ __all__ = [
     "load_images",
     "load_model",
     "method_names",
+    "model_randomization",
+    "RandomizationResult",
 ]

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "DatasetNotFoundError",
     "ImageError",
     "InvalidInputError",
     "InvalidOptionError",
@@ -47,6 +48,10 @@ class TargetError(SeethroughError, ValueError):
 
 class LayerError(SeethroughError, ValueError):
     """A layer name does not exist in the model or cannot be used."""
+
+
+class DatasetNotFoundError(SeethroughError, FileNotFoundError):
+    """A dataset's files are not on this machine (the message says how to get them)."""
 
 
 class ModelLoadError(SeethroughError):

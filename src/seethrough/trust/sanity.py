@@ -1,0 +1,435 @@
+"""Model-parameter randomization (Adebayo et al., 2018): does the map depend on the model?
+
+The test explains the inputs with the trained model, then re-initialises the network step
+by step — *cascading* from the logits down (step k leaves steps 1…k randomized) or
+*independently* (one step at a time, the rest trained) — explains again after each step
+and measures how similar each new map is to the original. A method whose maps stay
+similar while the model is destroyed does not explain the model.
+
+Everything happens on a deep copy of the model; the user's model is never modified (not
+even temporarily), and the global RNG is untouched. Steps and re-initialisation: see
+:mod:`seethrough.trust.steps` and :mod:`seethrough.trust.randomize`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..attribution.base import explain, make_method
+from ..attribution.explanation import Explanation
+from ..core.guard import check_inputs
+from ..core.targets import TargetLike
+from ..errors import InvalidOptionError
+from .randomize import check_init, randomize_step
+from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
+from .steps import RandomizationStep, randomization_steps
+
+__all__ = [
+    "METRICS",
+    "MODES",
+    "ComparisonResult",
+    "RandomizationResult",
+    "Similarities",
+    "data_randomization",
+    "edge_similarity",
+    "model_randomization",
+]
+
+MODES = ("cascading", "independent")
+METRICS = ("spearman_abs", "spearman", "ssim", "hog")
+"""Similarity measures, each higher = more similar (1 = same map); see ``similarity``."""
+
+StepProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Similarities:
+    """One method's similarity to its original map after each step, ``(steps, N)`` float64.
+
+    ``constant`` flags randomized maps with a single value (their rank measures are NaN);
+    ``self_check`` is the similarity of the original map to a second run on the
+    unrandomized copy — 1 for deterministic methods, below 1 for stochastic ones (the
+    ceiling any step can reach).
+    """
+
+    method: str
+    spearman_abs: Tensor
+    spearman: Tensor
+    ssim: Tensor
+    hog: Tensor
+    constant: Tensor
+    self_check: Mapping[str, float]
+
+    def values(self, metric: str) -> Tensor:
+        """The ``(steps, N)`` values of one of :data:`METRICS`."""
+        if metric not in METRICS:
+            raise InvalidOptionError(f"unknown metric {metric!r} (valid: {', '.join(METRICS)})")
+        return getattr(self, metric)
+
+    def mean(self, metric: str) -> Tensor:
+        """Per step, the mean over images that have a value (NaN-safe)."""
+        return self.values(metric).nanmean(dim=1)
+
+    def std(self, metric: str) -> Tensor:
+        """Per step, the standard deviation over images that have a value."""
+        v = self.values(metric)
+        keep = ~v.isnan()
+        mean = v.nanmean(dim=1, keepdim=True)
+        squares = torch.where(keep, (v - mean) ** 2, torch.zeros_like(v)).sum(dim=1)
+        return (squares / (keep.sum(dim=1) - 1).clamp_min(1)).sqrt()
+
+
+@dataclass(frozen=True, eq=False)
+class RandomizationResult:
+    """The outcome of :func:`model_randomization`.
+
+    ``steps`` are in the order they were randomized (logits first); ``predictions`` and
+    ``explained`` ``(steps, N)`` are each randomized model's top class and the class its
+    maps explain; ``maps`` holds, per step and method, the absolute reduced maps
+    ``(N, H, W)`` (float32, for figures), with ``original_maps`` the same for the trained
+    model.
+    """
+
+    mode: str
+    granularity: str
+    steps: tuple[RandomizationStep, ...]
+    methods: tuple[str, ...]
+    similarities: tuple[Similarities, ...]
+    original: tuple[Explanation, ...]
+    original_maps: tuple[Tensor, ...]
+    maps: tuple[tuple[Tensor, ...], ...]
+    predictions: Tensor
+    explained: Tensor
+    follow_prediction: bool
+    init: str
+    std: float | None
+    reset_running_stats: bool
+    seed: int
+    seconds: float
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def similarity(self, method: str) -> Similarities:
+        """The :class:`Similarities` of one method."""
+        for s in self.similarities:
+            if s.method == method:
+                return s
+        raise InvalidOptionError(f"no method {method!r} in this result ({', '.join(self.methods)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-ready values (NaN → None)."""
+
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, 6)
+
+        return {
+            "mode": self.mode,
+            "granularity": self.granularity,
+            "steps": [{"name": s.name, "modules": list(s.modules)} for s in self.steps],
+            "follow_prediction": self.follow_prediction,
+            "init": self.init,
+            "std": self.std,
+            "reset_running_stats": self.reset_running_stats,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+            "predictions": self.predictions.tolist(),
+            "explained": self.explained.tolist(),
+            "methods": {
+                s.method: {
+                    "self_check": {k: clean(v) for k, v in s.self_check.items()},
+                    "constant_maps": s.constant.sum(dim=1).tolist(),
+                    **{
+                        m: {
+                            "mean": [clean(float(v)) for v in s.mean(m)],
+                            "std": [clean(float(v)) for v in s.std(m)],
+                            "per_image": [[clean(float(v)) for v in row] for row in s.values(m)],
+                        }
+                        for m in METRICS
+                    },
+                }
+                for s in self.similarities
+            },
+        }
+
+
+def _input_maps(ex: Explanation) -> Tensor:
+    return (ex.to_input_size() if ex.resolution == "layer" else ex).attributions
+
+
+def _compare(original: Tensor, new: Tensor, foreground: Tensor | None) -> dict[str, Tensor]:
+    return {
+        "spearman_abs": spearman(original, new, absolute=True, foreground=foreground),
+        "spearman": spearman(original, new, absolute=False, foreground=foreground),
+        "ssim": ssim(original, new),
+        "hog": hog_similarity(original, new),
+    }
+
+
+def _unwrap(model: Any) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model
+    module = getattr(model, "module", None)
+    if isinstance(module, nn.Module):
+        return module
+    raise InvalidOptionError(
+        f"model must be a torch.nn.Module or a LoadedModel, got {type(model).__name__}"
+    )
+
+
+def _check(mode: str, granularity: str, methods: Sequence[str]) -> None:
+    if mode not in MODES:
+        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
+    if not methods:
+        raise InvalidOptionError("no method given; name at least one")
+    for m in methods:
+        make_method(m)  # unknown names are refused here, with suggestions
+
+
+def model_randomization(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    methods: Sequence[str] = ("gradient", "gradient_x_input", "integrated_gradients", "grad_cam"),
+    target: TargetLike = None,
+    *,
+    mode: str = "cascading",
+    granularity: str = "block",
+    follow_prediction: bool = False,
+    init: str = "default",
+    std: float = 0.01,
+    reset_running_stats: bool = False,
+    seed: int = 0,
+    foreground: Tensor | None = None,
+    batch_size: int | None = None,
+    progress: StepProgress | None = None,
+    **options: Any,
+) -> RandomizationResult:
+    """Run the model-parameter randomization test (module docstring).
+
+    Parameters
+    ----------
+    model, inputs, target, seed, batch_size
+        As for :func:`seethrough.explain` (``target`` is what the trained model's maps
+        explain; ``None``: its predicted class).
+    methods : sequence of str
+        Registered method names (controls ``edge_detector``, ``random_noise`` included).
+    mode : {"cascading", "independent"}
+    granularity : {"block", "module"}
+        Steps of blocks / stages (default) or of single parametrised modules.
+    follow_prediction : bool
+        False (default): every randomized model explains the class the trained model
+        explained. True: each explains its own top class, as the paper's code did.
+    init : {"default", "normal"}, std : float
+        Re-initialisation: each layer's own scheme, or N(0, std²).
+    reset_running_stats : bool
+        Also reset normalisation layers' running statistics (default: kept, as the paper).
+    foreground : Tensor, optional
+        ``(N, H, W)`` bool; Spearman measures use only these pixels.
+    progress : callable, optional
+        ``progress(steps_done, steps_total)`` after the original and each step.
+    **options
+        Method options, as for a multi-method :func:`seethrough.explain` call.
+    """
+    started = time.perf_counter()
+    module = _unwrap(model)
+    _check(mode, granularity, methods)
+    check_init(init, std)
+    x = check_inputs(inputs, module)
+    names = list(methods)
+    first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
+    fixed = first[0].targets
+    work = copy.deepcopy(module)
+    trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    steps = list(reversed(randomization_steps(work, x[:1], granularity)))
+    total = len(steps) + 1
+    if progress is not None:
+        progress(1, total)
+
+    def run_methods() -> list[Explanation]:
+        wanted = None if follow_prediction else fixed
+        return explain(work, x, names, wanted, seed=seed, batch_size=batch_size, **options)
+
+    originals = [_input_maps(ex) for ex in first]
+    self_check = [
+        _compare(o, _input_maps(ex), foreground) for o, ex in zip(originals, run_methods())
+    ]
+    per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
+    maps: list[tuple[Tensor, ...]] = []
+    predictions, explained = [], []
+    for i, step in enumerate(steps):
+        if mode == "independent":
+            work.load_state_dict(trained)
+        randomize_step(
+            work,
+            step,
+            seed=seed + 1 + i,
+            init=init,
+            std=std,
+            reset_running_stats=reset_running_stats,
+        )
+        results = run_methods()
+        with torch.inference_mode():
+            predictions.append(work(x).argmax(dim=1).cpu())
+        explained.append(results[0].targets.cpu())
+        step_maps = []
+        for k, (orig, ex) in enumerate(zip(originals, results)):
+            new = _input_maps(ex)
+            for metric, values in _compare(orig, new, foreground).items():
+                per_method[k][metric].append(values)
+            per_method[k]["constant"].append(constant_maps(new))
+            step_maps.append(torch.from_numpy(reduce_maps(new, absolute=True)).float())
+        maps.append(tuple(step_maps))
+        if progress is not None:
+            progress(i + 2, total)
+    similarities = tuple(
+        Similarities(
+            method=name,
+            spearman_abs=torch.stack(per_method[k]["spearman_abs"]),
+            spearman=torch.stack(per_method[k]["spearman"]),
+            ssim=torch.stack(per_method[k]["ssim"]),
+            hog=torch.stack(per_method[k]["hog"]),
+            constant=torch.stack(per_method[k]["constant"]),
+            self_check={m: float(v.nanmean()) for m, v in self_check[k].items()},
+        )
+        for k, name in enumerate(names)
+    )
+    return RandomizationResult(
+        mode=mode,
+        granularity=granularity,
+        steps=tuple(steps),
+        methods=tuple(names),
+        similarities=similarities,
+        original=tuple(first),
+        original_maps=tuple(
+            torch.from_numpy(reduce_maps(o, absolute=True)).float() for o in originals
+        ),
+        maps=tuple(maps),
+        predictions=torch.stack(predictions),
+        explained=torch.stack(explained),
+        follow_prediction=follow_prediction,
+        init=init,
+        std=std if init == "normal" else None,
+        reset_running_stats=reset_running_stats,
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        settings={k: v for k, v in options.items()},
+    )
+
+
+_METRICS_KEYS = (*METRICS, "constant")
+
+
+@dataclass(frozen=True, eq=False)
+class ComparisonResult:
+    """Per method, the similarity of its maps to a reference (one row: ``(1, N)``).
+
+    ``reference`` says what was compared: ``"edge map"`` (the Sobel edges of the input)
+    or ``"random-label model"`` (the same method on a model trained on permuted labels).
+    """
+
+    reference: str
+    methods: tuple[str, ...]
+    similarities: tuple[Similarities, ...]
+    explained: Tensor
+    reference_explained: Tensor | None
+    seconds: float
+
+    def similarity(self, method: str) -> Similarities:
+        for s in self.similarities:
+            if s.method == method:
+                return s
+        raise InvalidOptionError(f"no method {method!r} in this result ({', '.join(self.methods)})")
+
+
+def _one_row(method: str, values: dict[str, Tensor], constant: Tensor) -> Similarities:
+    return Similarities(
+        method=method,
+        constant=constant[None],
+        self_check={},
+        **{m: values[m][None] for m in METRICS},
+    )
+
+
+def edge_similarity(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    methods: Sequence[str],
+    target: TargetLike = None,
+    *,
+    foreground: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    **options: Any,
+) -> ComparisonResult:
+    """How much each method's map resembles the input's edges (Sobel magnitude) — the
+    paper's warning sign: a map that matches the edges may not need the model at all."""
+    from .controls import sobel_edges
+
+    started = time.perf_counter()
+    _check("cascading", "block", methods)
+    x = check_inputs(inputs, _unwrap(model))
+    results = explain(model, x, list(methods), target, seed=seed, batch_size=batch_size, **options)
+    edges = sobel_edges(x)
+    sims = tuple(
+        _one_row(
+            ex.method, _compare(edges, _input_maps(ex), foreground), constant_maps(_input_maps(ex))
+        )
+        for ex in results
+    )
+    return ComparisonResult(
+        "edge map", tuple(methods), sims, results[0].targets, None, time.perf_counter() - started
+    )
+
+
+def data_randomization(
+    model: nn.Module | Any,
+    random_label_model: nn.Module | Any,
+    inputs: Tensor,
+    methods: Sequence[str],
+    target: TargetLike = None,
+    *,
+    follow_prediction: bool = False,
+    foreground: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    **options: Any,
+) -> ComparisonResult:
+    """The data randomization test: each method's maps on ``model`` (trained on the true
+    labels) against its maps on ``random_label_model`` (the same architecture trained on
+    permuted labels). High similarity means the map does not depend on what the labels
+    taught the model.
+
+    Both explain the class ``target`` selects on ``model`` (``None``: its prediction);
+    with ``follow_prediction`` the random-label model explains its own top class.
+    """
+    started = time.perf_counter()
+    _check("cascading", "block", methods)
+    x = check_inputs(inputs, _unwrap(model))
+    names = list(methods)
+    true = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
+    wanted = None if follow_prediction else true[0].targets
+    rand = explain(
+        random_label_model, x, names, wanted, seed=seed, batch_size=batch_size, **options
+    )
+    sims = tuple(
+        _one_row(
+            a.method,
+            _compare(_input_maps(a), _input_maps(b), foreground),
+            constant_maps(_input_maps(b)),
+        )
+        for a, b in zip(true, rand)
+    )
+    return ComparisonResult(
+        "random-label model",
+        tuple(names),
+        sims,
+        true[0].targets,
+        rand[0].targets,
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,198 @@
+"""Faithfulness, robustness and complexity metrics: axioms on linear and constant models,
+direct implementations of each paper's definition on tiny models, and Quantus's ROAD
+imputation as an oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+import seethrough as st
+from helpers import Snapshot, tiny_inputs, tiny_model
+from seethrough.trust.faithfulness import (
+    aopc,
+    deletion,
+    infidelity,
+    input_invariance,
+    insertion,
+    max_sensitivity,
+    noisy_linear_imputation,
+    pixel_ranks,
+    road,
+    sparseness,
+)
+
+
+class Linear(nn.Module):
+    """f(x) = W·x + b on flattened (3, 6, 6) inputs, float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.weight = nn.Parameter(torch.randn(4, 108, generator=g, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(4, generator=g, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1) @ self.weight.T + self.bias
+
+
+class Constant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        row = torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64)
+        return row.expand(len(x), 3) + self.scale * x.flatten(1)[:, :1]
+
+
+def linear_case() -> tuple[nn.Module, Tensor]:
+    x = torch.randn(3, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return Linear().eval(), x
+
+
+def test_linear_model_gradient_has_zero_infidelity_and_max_sensitivity() -> None:
+    model, x = linear_case()
+    ex = st.explain(model, x, "gradient", target=[0, 1, 2])
+    for rescale in (True, False):
+        inf = infidelity(model, ex, samples=16, rescale=rescale)
+        torch.testing.assert_close(
+            inf.scores, torch.zeros(3, dtype=torch.float64), atol=1e-18, rtol=0
+        )
+    torch.testing.assert_close(inf.extra["beta"], torch.ones(3, dtype=torch.float64))
+    ms = max_sensitivity(model, ex, samples=4)
+    assert float(ms.scores.abs().max()) == 0.0
+    assert not inf.higher_is_better and ms.value_range == (0.0, np.inf)
+
+
+def test_constant_score_curve_has_that_constant_as_auc() -> None:
+    model, x = Constant().eval(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient_x_input", target=[1, 2])
+    logit = deletion(model, ex, steps=10, score="logit")
+    torch.testing.assert_close(logit.scores, torch.tensor([2.0, -1.0], dtype=torch.float64))
+    prob = insertion(model, ex, steps=7)
+    expected = torch.softmax(torch.tensor([0.5, 2.0, -1.0], dtype=torch.float64), 0)[[1, 2]]
+    torch.testing.assert_close(prob.scores, expected)
+
+
+def _direct_deletion(model: nn.Module, x: Tensor, phi: Tensor, target: int, steps: int) -> float:
+    """Petsiuk et al.'s deletion, written out: sort pixels by relevance, zero them in
+    ``steps`` equal increments, softmax score after each, trapezoid area."""
+    h, w = x.shape[1:]
+    order = np.argsort(-phi.sum(0).flatten().numpy(), kind="stable")
+    values = []
+    for k in range(steps + 1):
+        n = round(k / steps * h * w)
+        img = x.clone().reshape(x.shape[0], -1)
+        img[:, order[:n]] = 0.0
+        with torch.no_grad():
+            p = torch.softmax(model(img.reshape(1, *x.shape)), 1)[0, target]
+        values.append(float(p))
+    return float(np.trapezoid(values, np.linspace(0, 1, steps + 1)))
+
+
+def test_deletion_equals_the_papers_definition_written_out() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient_x_input", target=[1, 3])
+    ours = deletion(model, ex, steps=12)
+    for i, t in enumerate([1, 3]):
+        direct = _direct_deletion(model, x[i], ex.attributions[i], t, 12)
+        assert float(ours.scores[i]) == pytest.approx(direct, abs=1e-12)
+    assert ours.curve.shape == (2, 13) and float(ours.x_values[-1]) == 1.0
+
+
+def test_aopc_equals_a_direct_loop() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2, size=12)
+    ex = st.explain(model, x, "gradient", target=[0, 4])
+    ours = aopc(model, ex, patch=3, regions=6, replacement="zeros", score="logit")
+    for i, t in enumerate([0, 4]):
+        cells = ex.attributions[i].sum(0).reshape(4, 3, 4, 3).sum(dim=(1, 3)).flatten()
+        order = torch.argsort(-cells, stable=True)
+        img = x[i].clone()
+        scores = []
+        for k in range(7):
+            if k:
+                r, c = divmod(int(order[k - 1]), 4)
+                img[:, 3 * r : 3 * r + 3, 3 * c : 3 * c + 3] = 0.0
+            with torch.no_grad():
+                scores.append(float(model(img[None])[0, t]))
+        direct = np.mean([scores[0] - s for s in scores])
+        assert float(ours.scores[i]) == pytest.approx(direct, abs=1e-12)
+
+
+def test_sparseness_hand_values_and_direct_gini() -> None:
+    one_hot = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    one_hot[0, 0, 1, 2] = -3.0
+    uniform = torch.full((1, 1, 4, 4), 0.7, dtype=torch.float64)
+    model, x = Linear().eval(), linear_case()[1][:1]
+    ex = st.explain(model, x, "gradient", target=0)
+    assert float(sparseness(ex.replace(attributions=one_hot)).scores[0]) == pytest.approx(15 / 16)
+    assert float(sparseness(ex.replace(attributions=uniform)).scores[0]) == pytest.approx(0.0)
+    a = np.sort(np.abs(ex.attributions.numpy().ravel()))
+    n = a.size
+    gini = 1 - 2 * np.sum((n - np.arange(1, n + 1) + 0.5) * a) / (n * a.sum())  # Wikipedia's form
+    assert float(sparseness(ex).scores[0]) == pytest.approx(gini, abs=1e-12)
+    assert np.isnan(float(sparseness(ex.replace(attributions=0 * one_hot)).scores[0]))
+
+
+def test_infidelity_equals_a_direct_computation_with_the_same_perturbations() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient", target=[2, 2])
+    ours = infidelity(model, ex, samples=8, noise=0.1, seed=4)
+    g = torch.Generator().manual_seed(4)
+    perturbations = 0.1 * torch.randn((2, 8, *x.shape[1:]), generator=g, dtype=x.dtype)
+    for i in range(2):
+        with torch.no_grad():
+            f0 = model(x[i : i + 1])[0, 2]
+            df = torch.stack([f0 - model((x[i] - p)[None])[0, 2] for p in perturbations[i]])
+        s = (perturbations[i] * ex.attributions[i]).flatten(1).sum(1)
+        beta = (s * df).sum() / (s * s).sum()
+        assert float(ours.scores[i]) == pytest.approx(
+            float(((beta * s - df) ** 2).mean()), rel=1e-9
+        )
+
+
+def test_road_imputation_equals_quantus_and_recovers_a_linear_ramp() -> None:
+    quantus_perturb = pytest.importorskip("quantus.functions.perturb_func")
+    yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(11.0), indexing="ij")
+    ramp = (0.3 * yy - 0.2 * xx + 1.0)[None].double()
+    removed = torch.zeros(9, 11, dtype=torch.bool)
+    removed[3:6, 4:8] = True
+    exact = noisy_linear_imputation(ramp, removed, noise=0.0)
+    torch.testing.assert_close(exact, ramp)  # the mean of neighbours of a plane is the plane
+    img = torch.rand(3, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    removed = torch.rand(9, 11, generator=torch.Generator().manual_seed(1)) < 0.4
+    ours = noisy_linear_imputation(img, removed, noise=0.0)
+    indices = np.flatnonzero(removed.numpy().ravel())
+    theirs = quantus_perturb.noisy_linear_imputation(
+        arr=img.numpy().copy(), indices=indices, noise=0.0
+    )
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=0, atol=1e-10)
+
+
+def test_road_runs_morf_and_lerf_and_leaves_the_model_alone() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient_x_input", target=[1, 1])
+    before = Snapshot.take(model, x)
+    result = road(model, ex, percentages=(20, 60), seed=1)
+    before.assert_unchanged(model, x)
+    assert result.curve.shape == (2, 2, 2)
+    torch.testing.assert_close(result.scores, result.extra["lerf"] - result.extra["morf"])
+    again = road(model, ex, percentages=(20, 60), seed=1)
+    assert torch.equal(result.curve, again.curve)
+
+
+def test_input_invariance_gradient_passes_gradient_times_input_fails() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    grad = input_invariance(model, st.explain(model, x, "gradient", target=1))
+    assert bool(grad.extra["invariant"].all()), grad.scores
+    gxi = input_invariance(model, st.explain(model, x, "gradient_x_input", target=1))
+    assert not bool(gxi.extra["invariant"].any()) and float(gxi.scores.min()) > 0.05
+
+
+def test_pixel_ranks_most_relevant_first() -> None:
+    maps = torch.tensor([[[[0.1, 0.9], [0.5, -2.0]]]])
+    assert pixel_ranks(maps).tolist() == [[[2, 0], [1, 3]]]
+    assert pixel_ranks(maps, absolute=True).tolist() == [[[3, 1], [2, 0]]]

@@ -1,0 +1,268 @@
+"""Model-parameter randomization: steps in execution order, re-initialisation on a copy,
+reproducibility, and agreement with Quantus's MPRT on identical settings."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import Tensor, nn
+
+import seethrough as st
+from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from seethrough.errors import InvalidOptionError
+from seethrough.trust import model_randomization, randomization_steps, randomize_step
+
+
+class HeadFirst(nn.Module):
+    """Registers its head before its body (common in hand-written models): registration
+    order is not execution order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 5).double()
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1).double()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1).double()
+        self.bn1 = nn.BatchNorm2d(6).double()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = torch.relu(self.conv2(h))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_steps_follow_execution_not_registration_order() -> None:
+    model = HeadFirst().eval()
+    registered = [n for n, m in model.named_modules() if n]
+    assert registered == ["fc", "conv2", "conv1", "bn1"]
+    blocks = randomization_steps(model, tiny_inputs(n=1))
+    assert [(s.name, s.modules) for s in blocks] == [
+        ("conv1", ("conv1", "bn1")),  # a norm layer joins the conv it follows
+        ("conv2", ("conv2",)),
+        ("fc", ("fc",)),
+    ]
+    modules = randomization_steps(model, tiny_inputs(n=1), "module")
+    assert [s.name for s in modules] == ["conv1", "bn1", "conv2", "fc"]
+
+
+def test_efficientnet_lite0_blocks_are_stem_stages_head_classifier() -> None:
+    net = st.load_model("efficientnet-lite0").module
+    steps = randomization_steps(net, torch.zeros(1, 3, 224, 224))
+    assert [s.name for s in steps] == [
+        "_conv_stem",
+        "_blocks.0",
+        "_blocks.1-2",
+        "_blocks.3-4",
+        "_blocks.5-7",
+        "_blocks.8-10",
+        "_blocks.11-14",
+        "_blocks.15",
+        "_conv_head",
+        "_fc",
+    ]
+    assert steps[0].modules == ("_conv_stem", "_bn0")
+    covered = [m for s in steps for m in s.modules]
+    with_params = [n for n, m in net.named_modules() if any(True for _ in m.parameters(False))]
+    assert sorted(covered) == sorted(with_params)  # every parametrised module, once
+
+
+def _trained_tiny() -> nn.Module:
+    model = tiny_model().eval()
+    with torch.no_grad():  # a bias that re-initialisation visibly changes (BN's is 0)
+        model.bn1.bias.uniform_(-0.3, 0.3, generator=torch.Generator().manual_seed(2))
+    return model
+
+
+def test_randomize_step_reinitialises_only_its_modules_keeps_running_stats_and_rng() -> None:
+    model = _trained_tiny()
+    before = copy.deepcopy(model.state_dict())
+    steps = randomization_steps(model, tiny_inputs(n=1))
+    step = next(s for s in steps if "bn1" in s.modules)
+    rng = torch.get_rng_state()
+    randomize_step(model, step, seed=5)
+    assert torch.equal(torch.get_rng_state(), rng)
+    after = model.state_dict()
+    for key, value in before.items():
+        module = key.rsplit(".", 1)[0]
+        changed = not torch.equal(value, after[key])
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert not changed, key  # kept, as the paper did
+        else:
+            assert changed == (module in step.modules), key
+    again = _trained_tiny()
+    randomize_step(again, step, seed=5)
+    for key, value in after.items():
+        assert torch.equal(value, again.state_dict()[key]), key  # same seed, same weights
+    reset = _trained_tiny()
+    randomize_step(reset, step, seed=5, reset_running_stats=True)
+    assert torch.equal(reset.bn1.running_var, torch.ones_like(reset.bn1.running_var))
+    normal = _trained_tiny()
+    randomize_step(normal, step, seed=5, init="normal", std=0.5)
+    assert float(normal.conv1.weight.detach().std()) == pytest.approx(0.5, rel=0.25)
+
+
+def test_user_model_untouched_even_when_a_step_fails() -> None:
+    model = tiny_model()
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)
+    x = tiny_inputs(n=2)
+    before = Snapshot.take(model, x)
+    rng = torch.get_rng_state()
+    result = model_randomization(model, x, ["gradient", "grad_cam"], target=1, layer="conv3")
+    before.assert_unchanged(model, x)
+    assert torch.equal(torch.get_rng_state(), rng)
+    failing = Failing(tiny_model(), fail_on=4).eval()
+    snap = Snapshot.take(failing, x)
+    with pytest.raises(RuntimeError, match="boom inside forward"):
+        model_randomization(failing, x, ["gradient"], target=1)
+    snap.assert_unchanged(failing, x)
+    wrapped = randomization_steps(failing, x[:1])  # wrappers are looked through
+    assert [s.name for s in wrapped] == ["inner.conv1", "inner.conv2", "inner.conv3", "inner.fc"]
+    assert [s.name for s in result.steps] == ["fc", "conv3", "conv2", "conv1"]
+
+
+def test_same_seed_same_table_and_cascading_reaches_full_randomization() -> None:
+    model, x = tiny_model(), tiny_inputs(n=3)
+    kwargs = {"target": 2, "layer": "conv3"}
+    a = model_randomization(model, x, ["gradient", "grad_cam", "edge_detector"], **kwargs)
+    b = model_randomization(model, x, ["gradient", "grad_cam", "edge_detector"], **kwargs)
+    assert a.to_dict()["methods"] == b.to_dict()["methods"]
+    edges = a.similarity("edge_detector")
+    # the control ignores the model: identical maps after every step
+    torch.testing.assert_close(edges.spearman_abs, torch.ones_like(edges.spearman_abs))
+    grad = a.similarity("gradient")
+    assert grad.self_check["spearman_abs"] == pytest.approx(1.0)
+    assert float(grad.mean("spearman_abs")[-1]) < 0.9  # the fully random model differs
+    assert a.explained.eq(2).all()  # the class stays fixed unless follow_prediction
+    c = model_randomization(model, x, ["gradient"], target=2, seed=1)
+    assert not torch.equal(c.similarity("gradient").spearman, a.similarity("gradient").spearman)
+
+
+def test_independent_step_equals_the_cascade_at_that_module() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    steps = list(reversed(randomization_steps(model, x[:1])))
+    cascade = copy.deepcopy(model)
+    for i, step in enumerate(steps):
+        randomize_step(cascade, step, seed=1 + i)
+        alone = copy.deepcopy(model)
+        randomize_step(alone, step, seed=1 + i)
+        for name in step.modules:
+            for p, q in zip(
+                dict(cascade.named_modules())[name].parameters(),
+                dict(alone.named_modules())[name].parameters(),
+            ):
+                assert torch.equal(p, q)
+
+
+def test_bad_options_are_refused() -> None:
+    model, x = tiny_model(), tiny_inputs(n=1)
+    with pytest.raises(InvalidOptionError, match="unknown mode 'bottom_up'"):
+        model_randomization(model, x, ["gradient"], mode="bottom_up")
+    with pytest.raises(InvalidOptionError, match="unknown granularity"):
+        model_randomization(model, x, ["gradient"], granularity="layer")
+    with pytest.raises(InvalidOptionError, match="unknown method 'gradiant'"):
+        model_randomization(model, x, ["gradiant"])
+    with pytest.raises(InvalidOptionError, match="unknown init"):
+        model_randomization(model, x, ["gradient"], init="xavier")
+
+
+class _QuantusNet(nn.Module):
+    """Registration order = execution order here, so Quantus's order is the right one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.bn(self.conv1(x)))
+        return self.fc(torch.relu(self.conv2(h)).mean(dim=(2, 3)))
+
+
+def test_matches_quantus_mprt_with_identical_settings_and_shows_its_average_bug() -> None:
+    """Quantus 0.6.0 ``MPRT`` (top-down, seed 42): every module with ``reset_parameters``
+    in reversed registration order, the global seed set to 43 before each reset, running
+    statistics reset with BatchNorm, Spearman of |maps| (its max-normalisation is
+    rank-invariant). Our engine with per-module steps, seed 43 for every step and
+    ``reset_running_stats=True`` gives the same per-layer scores."""
+    quantus = pytest.importorskip("quantus")
+    torch.manual_seed(0)
+    model = _QuantusNet().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(dim=1)
+
+    def explain_func(
+        model: nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
+        ex = st.explain(model, torch.as_tensor(inputs), "gradient", target=torch.as_tensor(targets))
+        return ex.attributions.numpy()
+
+    a = explain_func(model, x.numpy(), y.numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = quantus.MPRT(disable_warnings=True)(
+            model=copy.deepcopy(model),
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=a,
+            explain_func=explain_func,
+            device="cpu",
+        )
+        average = quantus.MPRT(disable_warnings=True, return_average_correlation=True)(
+            model=copy.deepcopy(model),
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=a,
+            explain_func=explain_func,
+            device="cpu",
+        )
+    steps = list(reversed(randomization_steps(model, x[:1], "module")))
+    assert [s.name for s in steps] == [k for k in theirs if k != "original"]
+    work = copy.deepcopy(model)
+    for step in steps:
+        randomize_step(work, step, seed=43, reset_running_stats=True)
+        new = explain_func(work, x.numpy(), y.numpy())
+        ours = [spearmanr(np.abs(a[i]).ravel(), np.abs(new[i]).ravel())[0] for i in range(4)]
+        np.testing.assert_allclose(ours, theirs[step.name], rtol=0, atol=1e-6)
+    layers = [np.asarray(theirs[s.name]) for s in steps]
+    correct = np.mean(layers, axis=0)
+    with_original = np.mean([np.asarray(theirs["original"]), *layers], axis=0)
+    # Quantus's average skips the key "orig", but stores "original": the original-vs-
+    # original score (1.0) is averaged in, inflating every sample's mean.
+    np.testing.assert_allclose(average, with_original, atol=1e-9)
+    assert np.all(np.asarray(average) > correct + 0.05)
+
+
+def test_edge_similarity_of_the_edge_control_is_one_and_of_noise_is_low() -> None:
+    from seethrough.trust import edge_similarity, sobel_edges
+
+    x = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = edge_similarity(tiny_model(), x, ["edge_detector", "random_noise", "gradient"])
+    edges = result.similarity("edge_detector")
+    for metric in ("spearman_abs", "spearman", "ssim", "hog"):
+        torch.testing.assert_close(edges.values(metric), torch.ones(1, 3, dtype=torch.float64))
+    noise = result.similarity("random_noise")
+    assert float(noise.spearman_abs.abs().max()) < 0.1  # i.i.d. noise: rank correlation ~0
+    # hand check of the Sobel magnitude on a vertical step edge
+    step = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    step[..., 3:] = 1.0
+    assert sobel_edges(step)[0, 0, 2].tolist() == [0.0, 0.0, 4.0, 4.0, 0.0]
+
+
+def test_data_randomization_of_a_model_against_itself_is_one_and_against_another_less() -> None:
+    from seethrough.trust import data_randomization
+
+    model, x = tiny_model(), tiny_inputs(n=3)
+    same = data_randomization(model, copy.deepcopy(model), x, ["gradient", "grad_cam"], target=1)
+    for s in same.similarities:
+        torch.testing.assert_close(s.spearman_abs, torch.ones(1, 3, dtype=torch.float64))
+    other = data_randomization(model, tiny_model(seed=7), x, ["gradient"], target=1)
+    assert float(other.similarity("gradient").spearman_abs.max()) < 0.99
+    assert other.reference == "random-label model" and other.reference_explained.eq(1).all()
