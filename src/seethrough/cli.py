@@ -484,6 +484,158 @@ def explain(
 
 
 @cli.command()
+@click.argument("images", nargs=-1)
+@model_options
+@click.option(
+    "--methods",
+    default="gradient,gradient_x_input,integrated_gradients,smoothgrad,guided_backprop,"
+    "grad_cam,edge_detector",
+    show_default=True,
+    help="Comma-separated method names (controls: edge_detector, random_noise).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["cascading", "independent"]),
+    default="cascading",
+    show_default=True,
+    help="Randomize from the logits down, accumulating, or one step at a time.",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(["block", "module"]),
+    default="block",
+    show_default=True,
+    help="Steps of blocks/stages, or of single parametrised modules.",
+)
+@click.option(
+    "--follow-prediction",
+    is_flag=True,
+    help="Each randomized model explains its own top class (as the paper's code did); "
+    "default: the class the trained model explained.",
+)
+@click.option("--target", default=None, help="As for 'explain'.")
+@click.option("--layer", default=None, help="Layer for CAM methods.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="[METHOD.]KEY=VALUE",
+    help="A method option, as for 'explain'.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of everything random.")
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Most rows per pass (default: adapt to memory).",
+)
+@click.option(
+    "--figures",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Randomization grids for the first N images.",
+)
+@click.option("--recursive", is_flag=True, help="Also load images in subfolders of folders.")
+@click.option(
+    "--out",
+    default="seethrough-sanity",
+    show_default=True,
+    type=click.Path(),
+    help="Output folder.",
+)
+@click.option("--force", is_flag=True, help="Replace the results in an existing output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+def sanity(
+    *,
+    images: tuple[str, ...],
+    model_spec: str,
+    weights: str | None,
+    factory: str | None,
+    labels_file: str | None,
+    allow_pickle: bool,
+    device: str,
+    methods: str,
+    mode: str,
+    granularity: str,
+    follow_prediction: bool,
+    target: str | None,
+    layer: str | None,
+    settings: tuple[str, ...],
+    seed: int,
+    batch_size: int | None,
+    figures: int,
+    recursive: bool,
+    out: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Model-parameter randomization (Adebayo et al., 2018) on IMAGES: does each map
+    depend on the model? Writes similarity curves, randomization grids and sanity.json."""
+    from .attribution.base import make_method
+    from .core.layers import find_layer
+    from .core.targets import parse_target
+    from .data import DEFAULT_SAMPLES, load_images
+    from .jobs.output import OutputFolder
+    from .jobs.sanity import run_sanity
+
+    names = _method_names(methods)
+    options = _method_options(settings, names)
+    _apply_layer(options, layer)
+    for n in names:
+        make_method(n, **options[n])
+    flat = {k: v for per in options.values() for k, v in per.items()}
+    wanted = _target(target)
+    _device(device)
+    _check_model_options(model_spec, weights, factory)
+    OutputFolder(out, force)
+    loaded = load_images(
+        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
+    )
+    net = _load(
+        model_spec,
+        weights=weights,
+        factory=factory,
+        labels_file=labels_file,
+        allow_pickle=allow_pickle,
+        device=device,
+    )
+    if layer is not None:
+        for name in layer.split(","):
+            find_layer(net.module, name.strip())
+    parse_target(wanted, len(loaded), net.labels)
+    bars = _Bars(enabled=not quiet)
+    try:
+        done = run_sanity(
+            net,
+            loaded,
+            names,
+            Path(out),
+            mode=mode,
+            granularity=granularity,
+            follow_prediction=follow_prediction,
+            target=wanted,
+            seed=seed,
+            batch_size=batch_size,
+            figures=figures,
+            force=force,
+            progress=bars,
+            options=flat,
+        )
+    finally:
+        bars.close()
+    if not quiet:
+        last = done.result.steps[-1].name
+        for s in done.result.similarities:
+            value = float(s.mean("spearman_abs")[-1])
+            click.echo(
+                f"{s.method}: rank correlation with the trained map after {last}: {value:.2f}",
+                err=True,
+            )
+    click.echo(f"wrote {len(done.files)} files to {done.out}")
+
+
+@cli.command()
 @model_options
 def layers(
     *,

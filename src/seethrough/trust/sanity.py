@@ -163,13 +163,18 @@ def _input_maps(ex: Explanation) -> Tensor:
     return (ex.to_input_size() if ex.resolution == "layer" else ex).attributions
 
 
-def _compare(original: Tensor, new: Tensor, foreground: Tensor | None) -> dict[str, Tensor]:
-    return {
-        "spearman_abs": spearman(original, new, absolute=True, foreground=foreground),
-        "spearman": spearman(original, new, absolute=False, foreground=foreground),
-        "ssim": ssim(original, new),
-        "hog": hog_similarity(original, new),
+def _compare(
+    original: Tensor, new: Tensor, foreground: Tensor | None, metrics: Sequence[str] = METRICS
+) -> dict[str, Tensor]:
+    """The chosen measures; the others are NaN (not computed)."""
+    measures: dict[str, Callable[[], Tensor]] = {
+        "spearman_abs": lambda: spearman(original, new, absolute=True, foreground=foreground),
+        "spearman": lambda: spearman(original, new, absolute=False, foreground=foreground),
+        "ssim": lambda: ssim(original, new),
+        "hog": lambda: hog_similarity(original, new),
     }
+    skipped = torch.full((len(new),), float("nan"), dtype=torch.float64)
+    return {m: measures[m]() if m in metrics else skipped for m in METRICS}
 
 
 def _unwrap(model: Any) -> nn.Module:
@@ -206,6 +211,7 @@ def model_randomization(
     reset_running_stats: bool = False,
     seed: int = 0,
     foreground: Tensor | None = None,
+    metrics: Sequence[str] = METRICS,
     batch_size: int | None = None,
     progress: StepProgress | None = None,
     **options: Any,
@@ -231,6 +237,9 @@ def model_randomization(
         Also reset normalisation layers' running statistics (default: kept, as the paper).
     foreground : Tensor, optional
         ``(N, H, W)`` bool; Spearman measures use only these pixels.
+    metrics : sequence of str
+        Which of :data:`METRICS` to compute (default all; the others are NaN). SSIM and
+        HOG cost more than a model pass on large maps.
     progress : callable, optional
         ``progress(steps_done, steps_total)`` after the original and each step.
     **options
@@ -240,6 +249,13 @@ def model_randomization(
     module = _unwrap(model)
     _check(mode, granularity, methods)
     check_init(init, std)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise InvalidOptionError(
+            f"unknown metrics {unknown!r} (valid: {', '.join(METRICS)})"
+            if unknown
+            else "metrics is empty; name at least one"
+        )
     x = check_inputs(inputs, module)
     names = list(methods)
     first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
@@ -280,7 +296,7 @@ def model_randomization(
         step_maps = []
         for k, (orig, ex) in enumerate(zip(originals, results)):
             new = _input_maps(ex)
-            for metric, values in _compare(orig, new, foreground).items():
+            for metric, values in _compare(orig, new, foreground, metrics).items():
                 per_method[k][metric].append(values)
             per_method[k]["constant"].append(constant_maps(new))
             step_maps.append(torch.from_numpy(reduce_maps(new, absolute=True)).float())

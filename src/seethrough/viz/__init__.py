@@ -2,6 +2,7 @@
 
 from .grid import plot, save_figure
 from .heatmap import colorize, display_images, heat_values, overlay, scale_for_display
+from .sanity import plot_randomization_grid, plot_similarity_curves
 
 __all__ = [
     "colorize",
@@ -9,6 +10,8 @@ __all__ = [
     "heat_values",
     "overlay",
     "plot",
+    "plot_randomization_grid",
+    "plot_similarity_curves",
     "save_figure",
     "scale_for_display",
 ]
