@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import assets, run_cli, tiny, tree  # noqa: F401 (fixtures)
+import test_cli
+from test_cli import run_cli, tree
+
+assets = test_cli.assets  # the CLI tests' fixtures: the tiny model and its image files
+tiny = test_cli.tiny
 
 
 @pytest.mark.parametrize(
@@ -23,8 +27,12 @@ from test_cli import assets, run_cli, tiny, tree  # noqa: F401 (fixtures)
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tmp_path: Path, assets: Path, tiny: list[str], capsys: pytest.CaptureFixture[str],
-    extra: list[str], message: str,
+    tmp_path: Path,
+    assets: Path,
+    tiny: list[str],
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
 ) -> None:
     out = tmp_path / "out"
     result = run_cli(capsys, "sanity", str(assets / "a.png"), *tiny, *extra, "--out", str(out))
@@ -38,8 +46,17 @@ def test_sanity_writes_curves_grids_and_json(
 ) -> None:
     out = tmp_path / "out"
     result = run_cli(
-        capsys, "sanity", str(assets / "a.png"), str(assets / "b.png"), *tiny,
-        "--methods", "gradient,grad_cam,edge_detector", "--figures", "1", "--out", str(out),
+        capsys,
+        "sanity",
+        str(assets / "a.png"),
+        str(assets / "b.png"),
+        *tiny,
+        "--methods",
+        "gradient,grad_cam,edge_detector",
+        "--figures",
+        "1",
+        "--out",
+        str(out),
     )
     assert result.code == 0, result.err
     files = sorted(tree(out))

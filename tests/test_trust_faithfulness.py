@@ -196,3 +196,45 @@ def test_pixel_ranks_most_relevant_first() -> None:
     maps = torch.tensor([[[[0.1, 0.9], [0.5, -2.0]]]])
     assert pixel_ranks(maps).tolist() == [[[2, 0], [1, 3]]]
     assert pixel_ranks(maps, absolute=True).tolist() == [[[3, 1], [2, 0]]]
+
+
+def test_road_curve_equals_imputing_and_scoring_by_hand() -> None:
+    model, x = tiny_model(), tiny_inputs(n=1)
+    ex = st.explain(model, x, "gradient_x_input", target=2)
+    ours = road(model, ex, percentages=(25, 50), noise=0.0)
+    ranks = pixel_ranks(ex.attributions)[0]
+    pixels = ranks.numel()
+    for row, most in enumerate((True, False)):
+        for col, p in enumerate((25, 50)):
+            count = round(pixels * p / 100)
+            removed = ranks < count if most else ranks >= pixels - count
+            image = noisy_linear_imputation(x[0], removed, noise=0.0)
+            with torch.no_grad():
+                prob = torch.softmax(model(image[None]), 1)[0, 2]
+            assert float(ours.curve[0, row, col]) == pytest.approx(float(prob), abs=1e-12)
+
+
+def test_max_sensitivity_equals_a_direct_maximum() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient", target=[0, 3])
+    ours = max_sensitivity(model, ex, radius=0.05, samples=3, seed=9)
+    relative = max_sensitivity(model, ex, radius=0.05, samples=3, seed=9, relative=True)
+    g = torch.Generator().manual_seed(9)
+    deltas = torch.rand((3, *x.shape), generator=g, dtype=x.dtype) * 2 - 1
+    for i, t in enumerate([0, 3]):
+        norms = []
+        for j in range(3):
+            moved = st.explain(
+                model, x[i : i + 1] + 0.05 * deltas[j, i : i + 1], "gradient", target=t
+            )
+            norms.append(float((moved.attributions[0] - ex.attributions[i]).norm()))
+        assert float(ours.scores[i]) == pytest.approx(max(norms), rel=1e-9)
+        expected = max(norms) / float(ex.attributions[i].norm())
+        assert float(relative.scores[i]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_input_invariance_of_a_cam_with_a_named_layer() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    cam = st.explain(model, x, "grad_cam", target=1, layer="conv3")
+    result = input_invariance(model, cam)  # the layer is found inside the twin
+    assert bool(result.extra["invariant"].all()), result.scores

@@ -543,9 +543,19 @@ def infidelity(
 
 
 def _reexplain(
-    model: nn.Module, explanation: Explanation, x: Tensor, targets: Tensor, batch_size: int | None
+    model: nn.Module,
+    explanation: Explanation,
+    x: Tensor,
+    targets: Tensor,
+    batch_size: int | None,
+    prefix: str = "",
 ) -> Explanation:
     settings = dict(explanation.settings)
+    layer = settings.get("layer")
+    if prefix and isinstance(layer, str):
+        settings["layer"] = prefix + layer
+    elif prefix and isinstance(layer, (list, tuple)):
+        settings["layer"] = [prefix + name for name in layer]
     for key, value in settings.items():
         if isinstance(value, str) and value.startswith("tensor("):
             raise InvalidOptionError(
@@ -659,7 +669,7 @@ def input_invariance(
     if c.dim() == 1:
         c = c.reshape(1, -1, 1, 1)
     twin = ShiftedTwin(model, c).eval()
-    again = _reexplain(twin, explanation, x + c, explanation.targets, batch_size)
+    again = _reexplain(twin, explanation, x + c, explanation.targets, batch_size, "model.")
     base = _maps(explanation).flatten(1)
     diff = (_maps(again).flatten(1) - base).abs().amax(dim=1) / base.abs().amax(dim=1).clamp_min(
         1e-30
