@@ -167,6 +167,10 @@ def test_bad_options_are_refused() -> None:
         model_randomization(model, x, ["gradiant"])
     with pytest.raises(InvalidOptionError, match="unknown init"):
         model_randomization(model, x, ["gradient"], init="xavier")
+    with pytest.raises(InvalidOptionError, match="one class per image"):
+        model_randomization(model, x, ["gradient"], target="top2")
+    with pytest.raises(InvalidOptionError, match="unknown metrics"):
+        model_randomization(model, x, ["gradient"], metrics=("pearson",))
 
 
 class _QuantusNet(nn.Module):

@@ -259,6 +259,11 @@ def model_randomization(
     x = check_inputs(inputs, module)
     names = list(methods)
     first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
+    if len(first[0].targets) != len(x):
+        raise InvalidOptionError(
+            "model_randomization explains one class per image; a top-k target gives several "
+            "— pass one class per image (or None for the predicted class)"
+        )
     fixed = first[0].targets
     work = copy.deepcopy(module)
     trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
