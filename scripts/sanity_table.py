@@ -181,10 +181,11 @@ def findings(cascade: Any, edges: Any, data: Any | None) -> list[str]:
     if frozen is not None and frozen < len(cam) - 1:
         out.append(
             f"Note: Grad-CAM's similarity is identical (to 4 decimals, every image) from step "
-            f"{frozen + 1} ({cascade.steps[frozen].name}) on. Probable cause (not measured here): "
-            "with running statistics kept (the paper's choice), a randomized block's batch norm divides its now tiny outputs by "
-            "the trained variance and subtracts the trained mean: its output is almost a "
-            "constant, so nothing below it reaches the CAM layer any more. "
+            f"{frozen + 1} ({cascade.steps[frozen].name}) on. Probable cause (not measured "
+            "here): with running statistics kept (the paper's choice), a randomized block's "
+            "batch norm divides its now tiny outputs by the trained variance and subtracts "
+            "the trained mean: its output is almost a constant, so nothing below it reaches "
+            "the CAM layer any more. "
             "`reset_running_stats=True` changes this."
         )
     return out
