@@ -320,6 +320,26 @@ def _target(text: str | None) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def _images_and_model(
+    images: Sequence[str], recursive: bool, layer: str | None, wanted: Any, **model: Any
+) -> tuple[Any, Any]:
+    """Load the images (default: the bundled photos) and the model, then check the layer
+    names and the target against the model — before any real work."""
+    from .core.layers import find_layer
+    from .core.targets import parse_target
+    from .data import DEFAULT_SAMPLES, load_images
+
+    loaded = load_images(
+        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
+    )
+    net = _load(model.pop("model_spec"), **model)
+    if layer is not None:
+        for name in layer.split(","):
+            find_layer(net.module, name.strip())
+    parse_target(wanted, len(loaded), net.labels)
+    return loaded, net
+
+
 class _Bars:
     """One progress bar per step (each method, then the figures), on stderr."""
 
@@ -428,9 +448,6 @@ def explain(
     into --out; nothing is written unless the whole run succeeds.
     """
     from .attribution.base import make_method
-    from .core.layers import find_layer
-    from .core.targets import parse_target
-    from .data import DEFAULT_SAMPLES, load_images
     from .jobs.explain import run_explain
     from .jobs.output import OutputFolder
 
@@ -444,21 +461,18 @@ def explain(
     _check_model_options(model_spec, weights, factory)
     OutputFolder(out, force)
 
-    loaded = load_images(
-        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
-    )
-    net = _load(
-        model_spec,
+    loaded, net = _images_and_model(
+        images,
+        recursive,
+        layer,
+        wanted,
+        model_spec=model_spec,
         weights=weights,
         factory=factory,
         labels_file=labels_file,
         allow_pickle=allow_pickle,
         device=device,
     )
-    if layer is not None:
-        for name in layer.split(","):
-            find_layer(net.module, name.strip())
-    parse_target(wanted, len(loaded), net.labels)
     bars = _Bars(enabled=not quiet)
     try:
         result = run_explain(
@@ -573,9 +587,6 @@ def sanity(
     """Model-parameter randomization (Adebayo et al., 2018) on IMAGES: does each map
     depend on the model? Writes similarity curves, randomization grids and sanity.json."""
     from .attribution.base import make_method
-    from .core.layers import find_layer
-    from .core.targets import parse_target
-    from .data import DEFAULT_SAMPLES, load_images
     from .jobs.output import OutputFolder
     from .jobs.sanity import run_sanity
 
@@ -589,21 +600,18 @@ def sanity(
     _device(device)
     _check_model_options(model_spec, weights, factory)
     OutputFolder(out, force)
-    loaded = load_images(
-        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
-    )
-    net = _load(
-        model_spec,
+    loaded, net = _images_and_model(
+        images,
+        recursive,
+        layer,
+        wanted,
+        model_spec=model_spec,
         weights=weights,
         factory=factory,
         labels_file=labels_file,
         allow_pickle=allow_pickle,
         device=device,
     )
-    if layer is not None:
-        for name in layer.split(","):
-            find_layer(net.module, name.strip())
-    parse_target(wanted, len(loaded), net.labels)
     bars = _Bars(enabled=not quiet)
     try:
         done = run_sanity(
