@@ -30,7 +30,7 @@ import seethrough as st
 from seethrough.data import DEFAULT_SAMPLES
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.trust import data_randomization, edge_similarity, model_randomization
+from seethrough.trust import data_randomization, edge_similarity_of, model_randomization
 from seethrough.trust import faithfulness as fm
 from seethrough.viz import plot_randomization_grid, plot_similarity_curves, save_figure
 
@@ -203,8 +203,8 @@ def fashion(n: int, training: dict[str, Any], lines: list[str], record: dict[str
     cascade = model_randomization(model, x, METHODS, labels, progress=say, **big, **opts)
     independent = model_randomization(model, x, METHODS, labels, mode="independent", **big, **opts)
     data = data_randomization(model, random_model, x, METHODS, labels, **big, **opts)
-    edges = edge_similarity(model, x, METHODS, labels, **big, **opts)
-    explanations = st.explain(model, x, METHODS, labels, **big, **opts)
+    explanations = list(cascade.original)  # the trained model's maps, made once
+    edges = edge_similarity_of(explanations)
     faith, faith_values = faithfulness_rows(model, explanations, heavy=True, batch_size=256)
     figures = DOCS / "sanity"
     save_figure(plot_similarity_curves(cascade), figures / "fashion-cascading-spearman_abs.png")
@@ -279,8 +279,8 @@ def efficientnet(lines: list[str], record: dict[str, Any]) -> None:
     x = net.preprocess(st.load_images([f"sample:{s}" for s in DEFAULT_SAMPLES]))
     say = lambda d, t: print(f"  efficientnet cascading {d}/{t}", file=sys.stderr, flush=True)  # noqa: E731
     cascade = model_randomization(net, x, METHODS, progress=say, **OPTIONS)
-    edges = edge_similarity(net, x, METHODS, **OPTIONS)
-    explanations = st.explain(net, x, METHODS, **OPTIONS)
+    explanations = list(cascade.original)
+    edges = edge_similarity_of(explanations)
     faith, faith_values = faithfulness_rows(net.module, explanations, heavy=False)
     figures = DOCS / "sanity"
     save_figure(plot_similarity_curves(cascade), figures / "effnet-cascading-spearman_abs.png")

@@ -137,6 +137,10 @@ def test_same_seed_same_table_and_cascading_reaches_full_randomization() -> None
     assert grad.self_check["spearman_abs"] == pytest.approx(1.0)
     assert float(grad.mean("spearman_abs")[-1]) < 0.9  # the fully random model differs
     assert a.explained.eq(2).all()  # the class stays fixed unless follow_prediction
+    only = model_randomization(model, x, ["gradient"], target=2, metrics=("spearman_abs",))
+    torch.testing.assert_close(only.similarity("gradient").spearman_abs, grad.spearman_abs)
+    assert only.similarity("gradient").ssim.isnan().all()  # not computed, not made up
+    assert np.isnan(only.similarity("gradient").self_check["ssim"])
     c = model_randomization(model, x, ["gradient"], target=2, seed=1)
     assert not torch.equal(c.similarity("gradient").spearman, a.similarity("gradient").spearman)
 
@@ -252,6 +256,13 @@ def test_edge_similarity_of_the_edge_control_is_one_and_of_noise_is_low() -> Non
     edges = result.similarity("edge_detector")
     for metric in ("spearman_abs", "spearman", "ssim", "hog"):
         torch.testing.assert_close(edges.values(metric), torch.ones(1, 3, dtype=torch.float64))
+    from seethrough.trust import edge_similarity_of
+
+    made = st.explain(tiny_model(), x, ["edge_detector", "random_noise", "gradient"])
+    reused = edge_similarity_of(made)  # the same comparison on explanations already made
+    for a, b in zip(result.similarities, reused.similarities):
+        for metric in ("spearman_abs", "spearman", "ssim", "hog"):
+            torch.testing.assert_close(a.values(metric), b.values(metric), equal_nan=True)
     noise = result.similarity("random_noise")
     assert float(noise.spearman_abs.abs().max()) < 0.1  # i.i.d. noise: rank correlation ~0
     # hand check of the Sobel magnitude on a vertical step edge

@@ -17,7 +17,12 @@ import torch
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError
 from ..models.zoo import LoadedModel
-from ..trust.sanity import METRICS, RandomizationResult, edge_similarity, model_randomization
+from ..trust.sanity import (
+    METRICS,
+    RandomizationResult,
+    edge_similarity_of,
+    model_randomization,
+)
 from ..viz import plot_randomization_grid, plot_similarity_curves, save_figure
 from .output import OutputFolder
 
@@ -81,15 +86,7 @@ def run_sanity(
         progress=report,
         **dict(options or {}),
     )
-    edges = edge_similarity(
-        net,
-        x,
-        list(methods),
-        result.original[0].targets,
-        seed=seed,
-        batch_size=batch_size,
-        **dict(options or {}),
-    )
+    edges = edge_similarity_of(result.original)  # the maps the check already made
     with folder as staging:
         files: list[str] = []
         for metric in METRICS:

@@ -14,6 +14,7 @@ from .sanity import (
     Similarities,
     data_randomization,
     edge_similarity,
+    edge_similarity_of,
     model_randomization,
 )
 from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
@@ -33,6 +34,7 @@ __all__ = [
     "constant_maps",
     "data_randomization",
     "edge_similarity",
+    "edge_similarity_of",
     "hog_similarity",
     "model_randomization",
     "randomization_steps",

@@ -94,7 +94,7 @@ class MetricResult:
 
 
 def _maps(ex: Explanation) -> Tensor:
-    return (ex.to_input_size() if ex.resolution == "layer" else ex).attributions
+    return ex.to_input_size().attributions
 
 
 def _check_score(score: str) -> None:

@@ -23,9 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import explain, make_method
+from ..attribution.base import _unwrap, explain, make_method
 from ..attribution.explanation import Explanation
+from ..core.budget import Budget
 from ..core.guard import check_inputs
+from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
 from .randomize import check_init, randomize_step
@@ -40,6 +42,7 @@ __all__ = [
     "Similarities",
     "data_randomization",
     "edge_similarity",
+    "edge_similarity_of",
     "model_randomization",
 ]
 
@@ -160,7 +163,7 @@ class RandomizationResult:
 
 
 def _input_maps(ex: Explanation) -> Tensor:
-    return (ex.to_input_size() if ex.resolution == "layer" else ex).attributions
+    return ex.to_input_size().attributions
 
 
 def _compare(
@@ -177,20 +180,11 @@ def _compare(
     return {m: measures[m]() if m in metrics else skipped for m in METRICS}
 
 
-def _unwrap(model: Any) -> nn.Module:
-    if isinstance(model, nn.Module):
-        return model
-    module = getattr(model, "module", None)
-    if isinstance(module, nn.Module):
-        return module
-    raise InvalidOptionError(
-        f"model must be a torch.nn.Module or a LoadedModel, got {type(model).__name__}"
-    )
+def _module(model: Any) -> nn.Module:
+    return _unwrap(model, None)[0]
 
 
-def _check(mode: str, granularity: str, methods: Sequence[str]) -> None:
-    if mode not in MODES:
-        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
+def _check_methods(methods: Sequence[str]) -> None:
     if not methods:
         raise InvalidOptionError("no method given; name at least one")
     for m in methods:
@@ -246,8 +240,10 @@ def model_randomization(
         Method options, as for a multi-method :func:`seethrough.explain` call.
     """
     started = time.perf_counter()
-    module = _unwrap(model)
-    _check(mode, granularity, methods)
+    module = _module(model)
+    if mode not in MODES:
+        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
+    _check_methods(methods)
     check_init(init, std)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -269,6 +265,7 @@ def model_randomization(
     trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
     steps = list(reversed(randomization_steps(work, x[:1], granularity)))
     total = len(steps) + 1
+    budget = Budget(batch_size, x.device)  # chunks the per-step prediction passes
     if progress is not None:
         progress(1, total)
 
@@ -278,7 +275,7 @@ def model_randomization(
 
     originals = [_input_maps(ex) for ex in first]
     self_check = [
-        _compare(o, _input_maps(ex), foreground) for o, ex in zip(originals, run_methods())
+        _compare(o, _input_maps(ex), foreground, metrics) for o, ex in zip(originals, run_methods())
     ]
     per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
     maps: list[tuple[Tensor, ...]] = []
@@ -295,8 +292,8 @@ def model_randomization(
             reset_running_stats=reset_running_stats,
         )
         results = run_methods()
-        with torch.inference_mode():
-            predictions.append(work(x).argmax(dim=1).cpu())
+        logits = forward_logits(work, lambda a, b: x[a:b], len(x), budget)
+        predictions.append(logits.argmax(dim=1).cpu())
         explained.append(results[0].targets.cpu())
         step_maps = []
         for k, (orig, ex) in enumerate(zip(originals, results)):
@@ -339,7 +336,7 @@ def model_randomization(
         reset_running_stats=reset_running_stats,
         seed=seed,
         seconds=time.perf_counter() - started,
-        settings={k: v for k, v in options.items()},
+        settings=dict(options),
     )
 
 
@@ -390,21 +387,35 @@ def edge_similarity(
 ) -> ComparisonResult:
     """How much each method's map resembles the input's edges (Sobel magnitude) — the
     paper's warning sign: a map that matches the edges may not need the model at all."""
+    started = time.perf_counter()
+    _check_methods(methods)
+    x = check_inputs(inputs, _module(model))
+    results = explain(model, x, list(methods), target, seed=seed, batch_size=batch_size, **options)
+    return edge_similarity_of(results, foreground=foreground, started=started)
+
+
+def edge_similarity_of(
+    explanations: Sequence[Explanation],
+    *,
+    foreground: Tensor | None = None,
+    started: float | None = None,
+) -> ComparisonResult:
+    """:func:`edge_similarity` for explanations already made (of the same inputs)."""
     from .controls import sobel_edges
 
-    started = time.perf_counter()
-    _check("cascading", "block", methods)
-    x = check_inputs(inputs, _unwrap(model))
-    results = explain(model, x, list(methods), target, seed=seed, batch_size=batch_size, **options)
-    edges = sobel_edges(x)
+    began = time.perf_counter() if started is None else started
+    edges = sobel_edges(explanations[0].inputs)
     sims = tuple(
-        _one_row(
-            ex.method, _compare(edges, _input_maps(ex), foreground), constant_maps(_input_maps(ex))
-        )
-        for ex in results
+        _one_row(ex.method, _compare(edges, maps, foreground), constant_maps(maps))
+        for ex, maps in ((ex, _input_maps(ex)) for ex in explanations)
     )
     return ComparisonResult(
-        "edge map", tuple(methods), sims, results[0].targets, None, time.perf_counter() - started
+        "edge map",
+        tuple(ex.method for ex in explanations),
+        sims,
+        explanations[0].targets,
+        None,
+        time.perf_counter() - began,
     )
 
 
@@ -430,8 +441,8 @@ def data_randomization(
     with ``follow_prediction`` the random-label model explains its own top class.
     """
     started = time.perf_counter()
-    _check("cascading", "block", methods)
-    x = check_inputs(inputs, _unwrap(model))
+    _check_methods(methods)
+    x = check_inputs(inputs, _module(model))
     names = list(methods)
     true = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
     wanted = None if follow_prediction else true[0].targets
@@ -439,12 +450,8 @@ def data_randomization(
         random_label_model, x, names, wanted, seed=seed, batch_size=batch_size, **options
     )
     sims = tuple(
-        _one_row(
-            a.method,
-            _compare(_input_maps(a), _input_maps(b), foreground),
-            constant_maps(_input_maps(b)),
-        )
-        for a, b in zip(true, rand)
+        _one_row(a.method, _compare(_input_maps(a), maps, foreground), constant_maps(maps))
+        for a, maps in ((a, _input_maps(b)) for a, b in zip(true, rand))
     )
     return ComparisonResult(
         "random-label model",
