@@ -107,3 +107,33 @@ def test_results_of_a_shared_call_do_not_alias_each_other() -> None:
     out = st.explain(tiny_model(), tiny_inputs(n=2), SHARING)
     pointers = [t.data_ptr() for ex in out for t in (ex.targets, ex.scores, ex.image_index)]
     assert len(set(pointers)) == len(pointers)
+
+
+def test_explanations_record_the_top_class_their_own_pass_saw() -> None:
+    model, x = tiny_model(), tiny_inputs(n=4)
+    with torch.no_grad():
+        top = model(x).argmax(dim=1)
+    other = (top + 1) % 5  # a fixed class that is never the top one
+    for ex in st.explain(model, x, ["gradient", "grad_cam"], other.tolist(), layer="conv3"):
+        assert ex.predicted is not None and torch.equal(ex.predicted, top)
+        assert torch.equal(ex.targets, other)
+    # path methods see only altered inputs: the top class is known when the call
+    # resolved the predicted class on the plain inputs, and not made up otherwise
+    resolved = st.explain(model, x, "integrated_gradients", steps=4, rule="gausslegendre")
+    assert resolved.predicted is not None and torch.equal(resolved.predicted, top)
+    assert (
+        st.explain(
+            model, x, "integrated_gradients", other.tolist(), steps=4, rule="gausslegendre"
+        ).predicted
+        is None
+    )
+    # a multi-method call gives every result the same record
+    mixed = st.explain(
+        model,
+        x,
+        ["integrated_gradients", "gradient"],
+        other.tolist(),
+        steps=4,
+        rule="gausslegendre",
+    )
+    assert all(ex.predicted is not None and torch.equal(ex.predicted, top) for ex in mixed)

@@ -145,6 +145,24 @@ def test_same_seed_same_table_and_cascading_reaches_full_randomization() -> None
     assert not torch.equal(c.similarity("gradient").spearman, a.similarity("gradient").spearman)
 
 
+def test_predictions_are_each_randomized_models_top_class() -> None:
+    model, x = tiny_model(), tiny_inputs(n=4)
+    # read off the method's own pass / one extra forward (IG sees only path points)
+    for methods, options in (
+        (["gradient"], {}),
+        (["integrated_gradients"], {"steps": 4, "rule": "gausslegendre"}),
+    ):
+        result = model_randomization(model, x, methods, target=2, **options)
+        replay = copy.deepcopy(model)
+        for i, step in enumerate(result.steps):
+            randomize_step(replay, step, seed=1 + i)
+            with torch.no_grad():
+                assert torch.equal(result.predictions[i], replay(x).argmax(dim=1)), step.name
+        assert result.explained.eq(2).all()
+    followed = model_randomization(model, x, ["gradient"], follow_prediction=True)
+    assert torch.equal(followed.explained, followed.predictions)
+
+
 def test_independent_step_equals_the_cascade_at_that_module() -> None:
     model, x = tiny_model(), tiny_inputs(n=2)
     steps = list(reversed(randomization_steps(model, x[:1])))

@@ -14,6 +14,7 @@ from skimage.metrics import structural_similarity
 
 from seethrough.errors import InvalidInputError
 from seethrough.trust.similarity import (
+    RankedMaps,
     constant_maps,
     hog_similarity,
     reduce_maps,
@@ -64,6 +65,26 @@ def test_spearman_equals_scipy_on_the_reduced_maps_and_respects_foreground() -> 
     for i in range(3):
         m = fg[i].numpy()
         assert float(masked[i]) == pytest.approx(spearmanr(sa[i][m], sb[i][m])[0], abs=1e-12)
+
+
+def test_a_ranked_reference_gives_what_spearman_gives_for_each_new_map() -> None:
+    reference = maps(1)
+    fg = torch.zeros(3, 32, 32, dtype=torch.bool)
+    fg[:, 4:28, 8:24] = True
+    for absolute in (True, False):
+        for foreground in (None, fg):
+            ranked = RankedMaps(reference, absolute=absolute, foreground=foreground)
+            for seed in (2, 3, 4):
+                new = maps(seed)
+                expected = spearman(reference, new, absolute=absolute, foreground=foreground)
+                ours = ranked.spearman(RankedMaps(new, absolute=absolute, foreground=foreground))
+                torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)
+                ra = reduce_maps(reference, absolute)
+                rn = reduce_maps(new, absolute)
+                m = fg[0].numpy() if foreground is not None else np.ones((32, 32), bool)
+                assert float(ours[0]) == pytest.approx(spearmanr(ra[0][m], rn[0][m])[0], abs=1e-12)
+    with pytest.raises(InvalidInputError, match="same foreground"):
+        RankedMaps(reference).spearman(RankedMaps(maps(2), foreground=fg))
 
 
 def test_scale_invariance_and_identity() -> None:

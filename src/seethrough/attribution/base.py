@@ -88,6 +88,7 @@ class CleanPass:
     layer: str | None = None
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
+    predicted: Tensor | None = None
 
     def covers(self, x: Tensor, target: Target, input_grad: bool, layer: str | None) -> bool:
         return (
@@ -129,6 +130,8 @@ class Run:
         self._progress = progress
         self._done = 0
         self.shared: CleanPass | None = None
+        self.rows: Tensor | None = None  # the rows being explained
+        self.predicted: Tensor | None = None  # their top classes, when a pass saw them
 
     def _advance(self, rows: int) -> None:
         self._done += rows
@@ -141,7 +144,12 @@ class Run:
 
     def scores(self, x: Tensor, target: Target) -> tuple[Tensor, Tensor]:
         """Target scores and class indices of ``x`` in a no-grad pass."""
-        return forward_scores(self.model, lambda a, b: x[a:b], len(x), target, self.budget)
+        scores, indices = forward_scores(
+            self.model, lambda a, b: x[a:b], len(x), target, self.budget
+        )
+        if x is self.rows and target.kind == "predicted":
+            self.predicted = indices
+        return scores, indices
 
     def resolve(self, x: Tensor, target: Target) -> tuple[Target, Tensor]:
         """Fix each row's class on the clean input; returns it with the clean scores."""
@@ -166,12 +174,18 @@ class Run:
         scores = x.new_empty(n)
         indices = torch.empty(n, dtype=torch.long, device=x.device)
         grads = torch.empty_like(x) if input_grad else None
+        predicted: Tensor | None = torch.empty(n, dtype=torch.long, device=x.device)
         acts: list[Tensor] = []
         layer_grads: list[Tensor] = []
 
         def keep(chunk: Chunk) -> None:
+            nonlocal predicted
             scores[chunk.start : chunk.stop] = chunk.scores
             indices[chunk.start : chunk.stop] = chunk.indices
+            if chunk.predicted is None:
+                predicted = None
+            elif predicted is not None:
+                predicted[chunk.start : chunk.stop] = chunk.predicted
             if grads is not None:
                 assert chunk.input_grad is not None
                 grads[chunk.start : chunk.stop] = chunk.input_grad
@@ -189,6 +203,8 @@ class Run:
             input_grad=input_grad,
             layer=layer,
         )
+        if x is self.rows and predicted is not None:
+            self.predicted = predicted
         return CleanPass(
             x,
             target,
@@ -198,6 +214,7 @@ class Run:
             name,
             torch.cat(acts) if acts else None,
             torch.cat(layer_grads) if layer_grads else None,
+            predicted,
         )
 
     def input_gradients(
@@ -318,6 +335,7 @@ def explain_all(
     with guarded(module, [x.device]):
         run = Run(module, x.device, seed, batch_size, progress, 0, layout)
         rows, parsed, image_index = _expand_topk(run, x, parsed)
+        run.rows = rows
         needs = [m.clean_pass_needs(run, rows) for m in methods]
         layers = {n[1] for n in needs if n is not None and n[1] is not None}
         sharing = [n for n in needs if n is not None]
@@ -364,6 +382,8 @@ def explain_all(
                     **result.extra,
                 )
             )
+    if run.predicted is not None:
+        results = [r.replace(predicted=run.predicted.clone()) for r in results]
     if groups is None:
         return results
     from .multilayer import fuse_layers

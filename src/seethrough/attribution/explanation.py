@@ -62,6 +62,10 @@ class Explanation:
         seethrough and torch versions.
     seconds : float
         Wall-clock time of the call.
+    predicted : Tensor or None
+        ``(N,)`` the model's top class for each row, read off the call's own pass over
+        the rows themselves (None when no method of the call ran one: path and
+        perturbation methods see only altered inputs).
     """
 
     method: str
@@ -78,6 +82,7 @@ class Explanation:
     input_transform: Any = None
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    predicted: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.attributions.shape[0])

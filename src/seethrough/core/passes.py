@@ -31,7 +31,9 @@ class Chunk:
     """The result of one pass over rows ``start:stop``.
 
     ``input_grad`` is d(score)/d(input) when requested; ``activation`` and
-    ``layer_grad`` are the captured layer's output and d(score)/d(output).
+    ``layer_grad`` are the captured layer's output and d(score)/d(output);
+    ``predicted`` is each row's top class (None for callable targets, whose output
+    need not be class scores).
     """
 
     start: int
@@ -42,6 +44,7 @@ class Chunk:
     input_grad: Tensor | None = None
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
+    predicted: Tensor | None = None
 
 
 def _gradients(scores: Tensor, wrt: list[Tensor]) -> list[Tensor]:
@@ -114,6 +117,7 @@ def backward_chunks(
             with rule if rule is not None else nullcontext():
                 output = model(x)
             scores, indices = target.select(output, slice(start, stop))
+            predicted = None if target.fn is not None else logits_of(output).detach().argmax(1)
         activation = None
         if capture is not None:
             if capture.activation is None:
@@ -131,6 +135,7 @@ def backward_chunks(
                 input_grad=grads[0].contiguous() if input_grad else None,
                 activation=activation.detach() if activation is not None else None,
                 layer_grad=grads[-1] if activation is not None else None,
+                predicted=predicted,
             )
         )
 

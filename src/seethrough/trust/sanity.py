@@ -31,7 +31,7 @@ from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
 from .randomize import check_init, randomize_step
-from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
+from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
 
 __all__ = [
@@ -166,18 +166,45 @@ def _input_maps(ex: Explanation) -> Tensor:
     return ex.to_input_size().attributions
 
 
+class _Reference:
+    """One method's original maps, with what every comparison needs computed once."""
+
+    def __init__(self, maps: Tensor, foreground: Tensor | None, metrics: Sequence[str]) -> None:
+        self.maps = maps
+        self.foreground = foreground
+        self.metrics = tuple(metrics)
+        self._ranked: dict[bool, RankedMaps] = {}
+
+    def ranked(self, absolute: bool) -> RankedMaps:
+        if absolute not in self._ranked:
+            self._ranked[absolute] = RankedMaps(
+                self.maps, absolute=absolute, foreground=self.foreground
+            )
+        return self._ranked[absolute]
+
+    def compare(self, new: Tensor) -> tuple[dict[str, Tensor], RankedMaps | None]:
+        """The chosen measures (the others NaN), and the new maps' absolute ranking when
+        one was made (its reduced maps serve figures)."""
+        skipped = torch.full((len(new),), float("nan"), dtype=torch.float64)
+        values = dict.fromkeys(METRICS, skipped)
+        ranked_abs = None
+        for absolute, metric in ((True, "spearman_abs"), (False, "spearman")):
+            if metric in self.metrics:
+                ranked = RankedMaps(new, absolute=absolute, foreground=self.foreground)
+                values[metric] = self.ranked(absolute).spearman(ranked)
+                ranked_abs = ranked if absolute else ranked_abs
+        if "ssim" in self.metrics:
+            values["ssim"] = ssim(self.maps, new)
+        if "hog" in self.metrics:
+            values["hog"] = hog_similarity(self.maps, new)
+        return values, ranked_abs
+
+
 def _compare(
     original: Tensor, new: Tensor, foreground: Tensor | None, metrics: Sequence[str] = METRICS
 ) -> dict[str, Tensor]:
     """The chosen measures; the others are NaN (not computed)."""
-    measures: dict[str, Callable[[], Tensor]] = {
-        "spearman_abs": lambda: spearman(original, new, absolute=True, foreground=foreground),
-        "spearman": lambda: spearman(original, new, absolute=False, foreground=foreground),
-        "ssim": lambda: ssim(original, new),
-        "hog": lambda: hog_similarity(original, new),
-    }
-    skipped = torch.full((len(new),), float("nan"), dtype=torch.float64)
-    return {m: measures[m]() if m in metrics else skipped for m in METRICS}
+    return _Reference(original, foreground, metrics).compare(new)[0]
 
 
 def _module(model: Any) -> nn.Module:
@@ -189,6 +216,22 @@ def _check_methods(methods: Sequence[str]) -> None:
         raise InvalidOptionError("no method given; name at least one")
     for m in methods:
         make_method(m)  # unknown names are refused here, with suggestions
+
+
+def _check_options(
+    mode: str, methods: Sequence[str], init: str, std: float, metrics: Sequence[str]
+) -> None:
+    if mode not in MODES:
+        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
+    _check_methods(methods)
+    check_init(init, std)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise InvalidOptionError(
+            f"unknown metrics {unknown!r} (valid: {', '.join(METRICS)})"
+            if unknown
+            else "metrics is empty; name at least one"
+        )
 
 
 def model_randomization(
@@ -241,17 +284,7 @@ def model_randomization(
     """
     started = time.perf_counter()
     module = _module(model)
-    if mode not in MODES:
-        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
-    _check_methods(methods)
-    check_init(init, std)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise InvalidOptionError(
-            f"unknown metrics {unknown!r} (valid: {', '.join(METRICS)})"
-            if unknown
-            else "metrics is empty; name at least one"
-        )
+    _check_options(mode, methods, init, std, metrics)
     x = check_inputs(inputs, module)
     names = list(methods)
     first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
@@ -274,9 +307,8 @@ def model_randomization(
         return explain(work, x, names, wanted, seed=seed, batch_size=batch_size, **options)
 
     originals = [_input_maps(ex) for ex in first]
-    self_check = [
-        _compare(o, _input_maps(ex), foreground, metrics) for o, ex in zip(originals, run_methods())
-    ]
+    references = [_Reference(o, foreground, metrics) for o in originals]
+    self_check = [r.compare(_input_maps(ex))[0] for r, ex in zip(references, run_methods())]
     per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
     maps: list[tuple[Tensor, ...]] = []
     predictions, explained = [], []
@@ -292,16 +324,20 @@ def model_randomization(
             reset_running_stats=reset_running_stats,
         )
         results = run_methods()
-        logits = forward_logits(work, lambda a, b: x[a:b], len(x), budget)
-        predictions.append(logits.argmax(dim=1).cpu())
+        seen = next((ex.predicted for ex in results if ex.predicted is not None), None)
+        if seen is None:  # no method ran the plain inputs: one forward pass
+            seen = forward_logits(work, lambda a, b: x[a:b], len(x), budget).argmax(dim=1)
+        predictions.append(seen.cpu())
         explained.append(results[0].targets.cpu())
         step_maps = []
-        for k, (orig, ex) in enumerate(zip(originals, results)):
+        for k, (reference, ex) in enumerate(zip(references, results)):
             new = _input_maps(ex)
-            for metric, values in _compare(orig, new, foreground, metrics).items():
-                per_method[k][metric].append(values)
+            values, ranked = reference.compare(new)
+            for metric, value in values.items():
+                per_method[k][metric].append(value)
             per_method[k]["constant"].append(constant_maps(new))
-            step_maps.append(torch.from_numpy(reduce_maps(new, absolute=True)).float())
+            reduced = ranked.reduced if ranked is not None else reduce_maps(new, absolute=True)
+            step_maps.append(torch.from_numpy(reduced).float())
         maps.append(tuple(step_maps))
         if progress is not None:
             progress(i + 2, total)

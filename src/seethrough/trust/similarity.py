@@ -42,6 +42,7 @@ from ..errors import InvalidInputError
 
 __all__ = [
     "CLIP_PERCENTILE",
+    "RankedMaps",
     "constant_maps",
     "hog_similarity",
     "reduce_maps",
@@ -103,6 +104,83 @@ def _spearman_1d(x: np.ndarray, y: np.ndarray) -> float:
         return float(spearmanr(x, y).statistic)
 
 
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of ``(N, P)`` arrays (NaN where one is flat)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=1) / denominator
+    r = np.where(denominator > 0, np.clip(r, -1.0, 1.0), np.nan)
+    return np.asarray(r, dtype=np.float64)
+
+
+class RankedMaps:
+    """Reduced maps with their ranks, computed once: a reference that many maps are
+    compared with (the trained model's map at every randomization step).
+
+    Spearman's ρ is the Pearson correlation of the ranks (``scipy.stats.rankdata``,
+    ties averaged), as ``scipy.stats.spearmanr`` computes it.
+    """
+
+    def __init__(
+        self, maps: Tensor, *, absolute: bool = True, foreground: Tensor | None = None
+    ) -> None:
+        from scipy.stats import rankdata
+
+        self.reduced = reduce_maps(maps, absolute)
+        self.absolute = absolute
+        self.shape = tuple(maps.shape)
+        flat = self.reduced.reshape(len(self.reduced), -1)
+        self.mask: np.ndarray | None = None
+        if foreground is not None:
+            mask = foreground.detach().to("cpu", torch.bool).numpy()
+            if mask.size != flat.size:
+                raise InvalidInputError(
+                    f"foreground has shape {tuple(foreground.shape)}; it must be (N, H, W) "
+                    f"= {self.reduced.shape}, one flag per pixel of the maps"
+                )
+            self.mask = mask.reshape(flat.shape)
+            pixels = [row[m] for row, m in zip(flat, self.mask)]
+            self.ranks: list[np.ndarray] | np.ndarray = [rankdata(p) for p in pixels]
+            self.flat_ok = [p.size >= 2 and np.ptp(p) > 0 for p in pixels]
+        else:
+            self.ranks = rankdata(flat, axis=1)
+            self.flat_ok = list(np.ptp(flat, axis=1) > 0) if flat.shape[1] >= 2 else []
+
+    def spearman(self, other: RankedMaps) -> Tensor:
+        """``(N,)`` Spearman's ρ between these maps and ``other`` (same images, same size)."""
+        if self.reduced.shape != other.reduced.shape:
+            raise InvalidInputError(
+                f"the maps differ in shape: {self.shape} vs {other.shape}; compare maps of "
+                "the same images at the same resolution (upsample CAMs with to_input_size())"
+            )
+        same = (
+            self.mask is None
+            if other.mask is None
+            else self.mask is not None and np.array_equal(self.mask, other.mask)
+        )
+        if not same:
+            raise InvalidInputError("compare maps ranked with the same foreground")
+        n = len(self.reduced)
+        ok = np.array(
+            [
+                i < len(self.flat_ok)
+                and i < len(other.flat_ok)
+                and bool(self.flat_ok[i])
+                and bool(other.flat_ok[i])
+                for i in range(n)
+            ]
+        )
+        if isinstance(self.ranks, np.ndarray) and isinstance(other.ranks, np.ndarray):
+            values = _pearson_rows(self.ranks, other.ranks)
+        else:
+            values = np.array(
+                [_pearson_rows(a[None], b[None])[0] for a, b in zip(self.ranks, other.ranks)]
+            )
+        return torch.from_numpy(np.where(ok, values, np.nan).astype(np.float64))
+
+
 def spearman(
     a: Tensor, b: Tensor, *, absolute: bool = True, foreground: Tensor | None = None
 ) -> Tensor:
@@ -110,17 +188,9 @@ def spearman(
 
     ``foreground`` ``(N, H, W)`` bool restricts the correlation to those pixels.
     """
-    ra, rb = _pair(a, b, absolute)
-    mask = None
-    if foreground is not None:
-        mask = foreground.detach().to("cpu", torch.bool).numpy().reshape(ra.shape)
-    values = [
-        _spearman_1d(
-            x[m] if mask is not None else x.ravel(), y[m] if mask is not None else y.ravel()
-        )
-        for x, y, m in zip(ra, rb, mask if mask is not None else [None] * len(ra))
-    ]
-    return torch.tensor(values, dtype=torch.float64)
+    return RankedMaps(a, absolute=absolute, foreground=foreground).spearman(
+        RankedMaps(b, absolute=absolute, foreground=foreground)
+    )
 
 
 def ssim(a: Tensor, b: Tensor) -> Tensor:
