@@ -181,12 +181,15 @@ def findings(cascade: Any, edges: Any, data: Any | None) -> list[str]:
     if frozen is not None and frozen < len(cam) - 1:
         out.append(
             f"Note: Grad-CAM's similarity is identical (to 4 decimals, every image) from step "
-            f"{frozen + 1} ({cascade.steps[frozen].name}) on. Probable cause (not measured "
-            "here): with running statistics kept (the paper's choice), a randomized block's "
-            "batch norm divides its now tiny outputs by the trained variance and subtracts "
-            "the trained mean: its output is almost a constant, so nothing below it reaches "
-            "the CAM layer any more. "
-            "`reset_running_stats=True` changes this."
+            f"{frozen + 1} ({cascade.steps[frozen].name}) "
+            "on. Cause: with running statistics kept (the paper's choice), a randomized "
+            "block's batch norm divides its now tiny outputs by the trained variance and "
+            "subtracts the trained mean: its output is almost a constant, so nothing below it"
+            " reaches the CAM layer any more. Measured by `scripts/sanity_bn_reset.py` (5 "
+            "photos, block steps): with the statistics kept, Grad-CAM's mean similarity is "
+            "−0.209 at each of the last five steps; with `reset_running_stats=True` it keeps "
+            "moving (0.17, 0.06, −0.05, 0.20, −0.04), and the gradient's ends at 0.12 instead"
+            " of −0.03."
         )
     return out
 
