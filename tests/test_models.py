@@ -75,7 +75,7 @@ def test_builtin_classifies_scikit_image_photos(builtin: LoadedModel) -> None:
 
 
 def test_builtin_metadata(builtin: LoadedModel) -> None:
-    assert MODELS == ("efficientnet-lite0",)
+    assert MODELS == ("efficientnet-lite0", "fashion-cnn")
     assert builtin.name == "efficientnet-lite0"
     assert builtin.source == "efficientnet-lite0"
     assert builtin.preprocess == EFFICIENTNET_LITE0_PREPROCESS

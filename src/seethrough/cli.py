@@ -712,5 +712,11 @@ def _default(field: Any) -> Any:
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else "?"
 
 
+from .cli_features import features as _features  # noqa: E402
+
+cli.add_command(_features)
+
+from . import cli_anatomy  # noqa: E402, F401  (registers 'anatomy')
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -24,6 +24,7 @@ from torch import nn
 
 from seethrough.errors import ModelLoadError, suggest
 from seethrough.models.efficientnet_lite import efficientnet_lite0
+from seethrough.models.fashion_cnn import FASHION_MEAN, FASHION_STD
 from seethrough.models.loading import (
     StateDict,
     build_from_import_path,
@@ -44,7 +45,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("efficientnet-lite0",)
+MODELS: tuple[str, ...] = ("efficientnet-lite0", "fashion-cnn")
+"""Built-in models: ImageNet EfficientNet-Lite0, and the project's Fashion-MNIST CNN
+(28 × 28 grayscale, :mod:`seethrough.models.fashion_cnn`)."""
 
 # Measured, not assumed: see docs/preprocessing.md and scripts/measure_preprocessing.py.
 # TensorFlow EfficientNet-Lite's (x * 255 - 127) / 128, bicubic, 224 px from the central 87.5 %.
@@ -55,6 +58,16 @@ EFFICIENTNET_LITE0_PREPROCESS = Preprocess(
     std=(128 / 255,) * 3,
     interpolation="bicubic",
 )
+
+FASHION_CNN_PREPROCESS = Preprocess(
+    size=28,
+    crop_fraction=1.0,
+    mean=(FASHION_MEAN,),
+    std=(FASHION_STD,),
+    interpolation="bilinear",
+    channels=1,
+)
+"""Fashion-MNIST's own normalisation (training-set mean and std of pixels in [0, 1])."""
 
 _SPEC_FORMS = "a model file, 'package.module:object', 'torchvision:NAME' or 'timm:NAME'"
 
@@ -245,6 +258,8 @@ def _from_import_path(spec: str, weights: Path | None, allow_pickle: bool) -> _D
 
 
 def _builtin(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
+    if name == "fashion-cnn":
+        return _fashion_cnn(weights, allow_pickle)
     path = weights if weights is not None else _packaged_lite0_weights()
     state_dict = read_state_dict(path, allow_pickle=allow_pickle)
     fc = state_dict.get("_fc.weight")
@@ -254,6 +269,22 @@ def _builtin(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
     source = name if weights is None else f"{name} with weights {weights}"
     labels = imagenet_labels() if num_classes == 1000 else None
     return _Draft(module, name, source, EFFICIENTNET_LITE0_PREPROCESS, labels)
+
+
+def _fashion_cnn(weights: Path | None, allow_pickle: bool) -> _Draft:
+    from ..data.fashion_mnist import FASHION_MNIST_CLASSES
+    from .fashion_cnn import FashionCNN, packaged_weights
+
+    state_dict = read_state_dict(
+        weights if weights is not None else packaged_weights(), allow_pickle=allow_pickle
+    )
+    module = FashionCNN()
+    state_dict = {k: v.float() for k, v in state_dict.items()}  # shipped as float16
+    load_state_dict_into(module, state_dict, "fashion-cnn")
+    source = "fashion-cnn" if weights is None else f"fashion-cnn with weights {weights}"
+    return _Draft(
+        module, "fashion-cnn", source, FASHION_CNN_PREPROCESS, tuple(FASHION_MNIST_CLASSES)
+    )
 
 
 def _packaged_lite0_weights() -> Path:

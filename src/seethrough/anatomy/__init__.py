@@ -1,0 +1,53 @@
+"""What does each module do? Ablation with per-class effects, gradient analysis, linear
+probes on surrogate tasks, concept tests (TCAV), and a card per module joining them."""
+
+from __future__ import annotations
+
+from .ablation import (
+    Ablation,
+    AblationResult,
+    Evaluation,
+    ablate,
+    ablate_weights,
+    evaluate,
+    reference_statistics,
+)
+from .card import Anatomy, ModuleCard, anatomy, block_outputs
+from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
+from .probes import (
+    Probe,
+    ProbeTable,
+    collect_activations,
+    fit_probe,
+    probe_layers,
+    random_copy,
+    surrogate_labels,
+)
+from .tcav import TcavResult, concept_activation_vector, tcav
+
+__all__ = [
+    "Ablation",
+    "AblationResult",
+    "Anatomy",
+    "Evaluation",
+    "GradientAnalysis",
+    "ModuleCard",
+    "ModuleGradients",
+    "Probe",
+    "ProbeTable",
+    "TcavResult",
+    "ablate",
+    "ablate_weights",
+    "anatomy",
+    "block_outputs",
+    "collect_activations",
+    "concept_activation_vector",
+    "evaluate",
+    "fit_probe",
+    "gradient_analysis",
+    "probe_layers",
+    "random_copy",
+    "reference_statistics",
+    "surrogate_labels",
+    "tcav",
+]

@@ -1,0 +1,622 @@
+"""Ablation: replace a module's output (or some of its channels) and measure what breaks.
+
+An :class:`Ablation` names a layer, the channels to replace (all when ``None``) and how:
+
+* ``"zero"`` — the values become 0;
+* ``"mean"`` — each unit takes its mean over a reference set (Meyes et al. 2019 use zero;
+  mean ablation keeps the layer's average input to what follows, so the effect measured is
+  that of the *information* removed, not of a shifted input scale);
+* ``"resample"`` — each image takes the values of a randomly drawn reference image
+  (resample ablation, Chan et al. 2022: the channel keeps its distribution, loses its
+  relation to the input).
+
+Ablations act through a forward hook that lives for one call: the model's weights and
+modules are never edited. :func:`ablate_weights` is the weight-level variant (a copy with
+the chosen kernels zeroed).
+
+Many ablations of one layer run *batched*: the layer's output for a chunk of images is
+computed once, repeated once per ablation inside the hook, and only the part of the
+network after the layer runs on the repeated rows. The cost of a sweep over ``K``
+channels is one pass up to the layer plus ``K`` passes after it, not ``K`` full passes.
+Models whose later code reads the batch size from the input (``x.view(batch, -1)``) are
+detected and run with repeated inputs instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.budget import Budget
+from ..core.guard import guarded
+from ..core.hooks import HookSet
+from ..core.layers import find_layer
+from ..errors import InvalidInputError, InvalidOptionError, LayerError
+
+__all__ = [
+    "MODES",
+    "Ablation",
+    "AblationResult",
+    "Evaluation",
+    "ablate",
+    "ablate_weights",
+    "check_labelled",
+    "evaluate",
+    "reference_statistics",
+]
+
+MODES = ("zero", "mean", "resample")
+DEFAULT_ROWS = 256
+"""Rows per forward pass after the layer when ``batch_size`` is not given (CPU)."""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Replace ``channels`` (all when ``None``) of ``layer``'s output, as ``mode`` says.
+
+    ``channels`` index dimension 1 of the output (conv channels, linear features).
+    An empty tuple ablates nothing (the identity)."""
+
+    layer: str
+    channels: tuple[int, ...] | None = None
+    mode: str = "zero"
+
+    @property
+    def name(self) -> str:
+        if self.channels is None:
+            which = "all"
+        elif len(self.channels) <= 4:
+            which = ",".join(str(c) for c in self.channels)
+        else:
+            which = f"{len(self.channels)} channels"
+        return f"{self.layer}[{which}] {self.mode}"
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Accuracy and cross-entropy loss, overall and per class (``classes`` entries;
+    NaN for a class with no images)."""
+
+    accuracy: float
+    loss: float
+    class_accuracy: Tensor
+    class_loss: Tensor
+    class_counts: Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": round(self.accuracy, 6),
+            "loss": round(self.loss, 6),
+            "class_accuracy": [_clean(v) for v in self.class_accuracy.tolist()],
+            "class_loss": [_clean(v) for v in self.class_loss.tolist()],
+            "class_counts": self.class_counts.tolist(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class AblationResult:
+    """The model with nothing ablated (``baseline``) and with each ablation in turn.
+
+    ``accuracy_drop[k]`` = baseline accuracy − accuracy with ablation ``k`` (positive:
+    the ablation hurts); ``class_accuracy_drop`` ``(K, classes)`` the same per class."""
+
+    baseline: Evaluation
+    ablations: tuple[Ablation, ...]
+    evaluations: tuple[Evaluation, ...]
+    seed: int
+    seconds: float
+    batched: bool
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy_drop(self) -> Tensor:
+        return torch.tensor([self.baseline.accuracy - e.accuracy for e in self.evaluations])
+
+    @property
+    def loss_increase(self) -> Tensor:
+        return torch.tensor([e.loss - self.baseline.loss for e in self.evaluations])
+
+    @property
+    def class_accuracy_drop(self) -> Tensor:
+        if not self.evaluations:
+            return torch.empty(0, len(self.baseline.class_accuracy))
+        return self.baseline.class_accuracy[None] - torch.stack(
+            [e.class_accuracy for e in self.evaluations]
+        )
+
+    def ranking(self) -> list[int]:
+        """Ablation indices from the most harmful to the least (accuracy, then loss)."""
+        drops, losses = self.accuracy_drop.tolist(), self.loss_increase.tolist()
+        return sorted(range(len(drops)), key=lambda k: (-drops[k], -losses[k], k))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline.to_dict(),
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+            "batched": self.batched,
+            "ablations": [
+                {
+                    "name": a.name,
+                    "layer": a.layer,
+                    "channels": list(a.channels) if a.channels is not None else None,
+                    "mode": a.mode,
+                    "accuracy_drop": round(float(d), 6),
+                    **e.to_dict(),
+                }
+                for a, e, d in zip(self.ablations, self.evaluations, self.accuracy_drop)
+            ],
+        }
+
+
+def _clean(v: float) -> float | None:
+    return None if math.isnan(v) else round(v, 6)
+
+
+def check_labelled(inputs: Any, labels: Any, module: nn.Module) -> tuple[Tensor, Tensor]:
+    """Validate a labelled dataset: ``inputs`` ``(N, …)`` float, ``labels`` ``(N,)`` int."""
+    if not isinstance(inputs, Tensor) or not inputs.dtype.is_floating_point or inputs.dim() < 2:
+        raise InvalidInputError(
+            "inputs must be a floating-point tensor (N, C, H, W) (or (N, features)); "
+            f"got {getattr(inputs, 'shape', type(inputs).__name__)}"
+        )
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype.is_floating_point:
+        raise InvalidInputError(
+            f"labels must be a 1-D integer tensor, one class per image; got "
+            f"{getattr(labels, 'dtype', type(labels).__name__)} "
+            f"{tuple(getattr(labels, 'shape', ()))}"
+        )
+    if len(labels) != len(inputs) or len(inputs) == 0:
+        raise InvalidInputError(
+            f"got {len(inputs)} inputs and {len(labels)} labels; give one label per input"
+        )
+    device = next((p.device for p in module.parameters()), inputs.device)
+    if inputs.device != device:
+        raise InvalidInputError(
+            f"inputs are on {inputs.device} but the model is on {device}; move them with "
+            f".to('{device}')"
+        )
+    return inputs.detach(), labels.detach().to(inputs.device).long()
+
+
+def _check_ablation(module: nn.Module, ablation: Ablation) -> None:
+    if not isinstance(ablation, Ablation):
+        raise InvalidOptionError(
+            f"expected Ablation objects, got {type(ablation).__name__}; "
+            "make one with Ablation(layer, channels, mode)"
+        )
+    if ablation.mode not in MODES:
+        raise InvalidOptionError(
+            f"unknown ablation mode {ablation.mode!r} (valid: {', '.join(MODES)})"
+        )
+    find_layer(module, ablation.layer)
+
+
+class _Stats:
+    """Reference activations of one layer: their mean, and a pool to resample from."""
+
+    def __init__(self, pool: Tensor) -> None:
+        self.pool = pool
+        self.mean = pool.mean(dim=0)
+
+
+def reference_statistics(
+    model: nn.Module,
+    reference: Tensor,
+    layers: Sequence[str],
+    *,
+    batch_size: int | None = None,
+) -> dict[str, Tensor]:
+    """Each layer's output for the ``reference`` inputs, ``(R, …)`` (CPU-side pool for
+    ``"mean"`` and ``"resample"`` ablations)."""
+    outputs: dict[str, list[Tensor]] = {name: [] for name in layers}
+    budget = Budget(batch_size or DEFAULT_ROWS, reference.device)
+
+    def step(start: int, stop: int) -> None:
+        with HookSet() as hooks:
+            for name in layers:
+                hooks.add(find_layer(model, name).register_forward_hook(_keeper(outputs[name])))
+            with torch.inference_mode():
+                model(reference[start:stop])
+
+    with guarded(model, [reference.device]):
+        budget.run(len(reference), step)
+    return {name: torch.cat(parts) for name, parts in outputs.items()}
+
+
+def _keeper(store: list[Tensor]) -> Callable[[nn.Module, Any, Any], None]:
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        if not isinstance(output, Tensor):
+            raise LayerError(f"{type(module).__name__} returns {type(output).__name__}")
+        store.append(output.detach().clone())
+
+    return hook
+
+
+def _replace(
+    values: Tensor, ablation: Ablation, stats: _Stats | None, picks: Tensor | None
+) -> Tensor:
+    """``values`` ``(n, C, …)`` with the ablation applied (a new tensor); ``picks`` are
+    the reference rows a resample ablation copies, one per image."""
+    channels = ablation.channels
+    if channels is not None and len(channels) == 0:
+        return values
+    index: Any = slice(None) if channels is None else list(channels)
+    out = values.clone()
+    if ablation.mode == "zero":
+        out[:, index] = 0
+    elif ablation.mode == "mean":
+        assert stats is not None
+        out[:, index] = stats.mean[index].to(out.dtype)
+    else:
+        assert stats is not None and picks is not None
+        out[:, index] = stats.pool[picks][:, index].to(out.dtype)
+    return out
+
+
+def _check_channels(ablation: Ablation, output: Tensor) -> None:
+    if ablation.channels is None:
+        return
+    size = output.shape[1] if output.dim() > 1 else 0
+    bad = [c for c in ablation.channels if not isinstance(c, int) or not 0 <= c < size]
+    if bad:
+        raise InvalidOptionError(
+            f"channel {bad[0]!r} is out of range for {ablation.layer!r}, whose output has "
+            f"{size} channels (valid: 0 to {size - 1})"
+        )
+
+
+class _Expander:
+    """The forward hook: repeat a layer's output once per ablation and apply each.
+
+    The replacement is vectorised over the ablations: per mode, a ``(G, C)`` mask of the
+    channels each ablation replaces, applied with one ``torch.where`` — a sweep over
+    thousands of units costs a few tensor operations per pass, not one per unit."""
+
+    def __init__(
+        self,
+        group: Sequence[Ablation],
+        stats: _Stats | None,
+        picks: Sequence[Tensor | None],
+        expand: bool,
+        masks: dict[tuple[str, int], Tensor | None] | None = None,
+    ) -> None:
+        self.group = group
+        self.stats = stats
+        self.picks = picks
+        self.expand = expand
+        self.calls = 0
+        self.masks = masks if masks is not None else {}  # shared by the passes of a group
+
+    def _mask(self, mode: str, channels: int, device: torch.device) -> Tensor | None:
+        key = (mode, channels)
+        if key not in self.masks:
+            self.masks[key] = self._build_mask(mode, channels, device)
+        return self.masks[key]
+
+    def _build_mask(self, mode: str, channels: int, device: torch.device) -> Tensor | None:
+        rows = [k for k, a in enumerate(self.group) if a.mode == mode]
+        if not rows:
+            return None
+        mask = torch.zeros(len(self.group), channels, dtype=torch.bool)
+        for k in rows:
+            chosen = self.group[k].channels
+            mask[k, slice(None) if chosen is None else list(chosen)] = True
+        return mask.to(device)
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Any) -> Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            raise LayerError(
+                f"layer {self.group[0].layer!r} runs more than once per forward pass; "
+                "ablate a module that runs once (e.g. its parent block)"
+            )
+        if not isinstance(output, Tensor) or output.dim() < 2:
+            raise LayerError(
+                f"layer {self.group[0].layer!r} returns "
+                f"{type(output).__name__ if not isinstance(output, Tensor) else 'a 1-D tensor'}"
+                "; ablation needs a tensor (N, C, …)"
+            )
+        if not self.masks:  # checked once per group of ablations
+            for ablation in self.group:
+                _check_channels(ablation, output)
+        g = len(self.group)
+        n = len(output) if self.expand else len(output) // g
+        base = output.expand(g, *output.shape) if self.expand else output.reshape(g, n, -1)
+        base = base.reshape(g, n, *output.shape[1:])
+        tail = (1,) * (output.dim() - 2)
+        out = base
+        zero = self._mask("zero", output.shape[1], output.device)
+        if zero is not None:
+            out = torch.where(zero[:, None, :].reshape(g, 1, -1, *tail), 0, out)
+        mean = self._mask("mean", output.shape[1], output.device)
+        if mean is not None:
+            assert self.stats is not None
+            fill = self.stats.mean.to(out.dtype)[None, None]
+            out = torch.where(mean[:, None, :].reshape(g, 1, -1, *tail), fill, out)
+        for k, ablation in enumerate(self.group):  # resample: per ablation (own draws)
+            if ablation.mode == "resample":
+                out = out.clone() if out is base else out
+                out[k] = _replace(out[k], ablation, self.stats, self.picks[k])
+        return out.reshape(g * n, *output.shape[1:])
+
+
+def _tally(logits: Tensor, labels: Tensor, classes: int, correct: Tensor, losses: Tensor) -> None:
+    """Add per-class correct counts and loss sums of a ``(G, n, classes)`` block."""
+    g, n = logits.shape[:2]
+    flat = logits.reshape(g * n, -1)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    repeated = labels.repeat(g)
+    loss = F.cross_entropy(flat, repeated, reduction="none").reshape(g, n)
+    hit = (flat.argmax(dim=1) == repeated).reshape(g, n).double()
+    offset = (torch.arange(g, device=labels.device)[:, None] * classes + labels[None]).reshape(-1)
+    correct += torch.bincount(offset, hit.reshape(-1), minlength=g * classes).reshape(g, -1).cpu()
+    losses += (
+        torch.bincount(offset, loss.reshape(-1).double(), minlength=g * classes)
+        .reshape(g, -1)
+        .cpu()
+    )
+
+
+def _evaluation(correct: Tensor, losses: Tensor, counts: Tensor) -> Evaluation:
+    total = counts.sum().clamp_min(1)
+    per = counts.double()
+    with torch.no_grad():
+        class_acc = torch.where(per > 0, correct / per.clamp_min(1), torch.nan)
+        class_loss = torch.where(per > 0, losses / per.clamp_min(1), torch.nan)
+    return Evaluation(
+        accuracy=float(correct.sum() / total),
+        loss=float(losses.sum() / total),
+        class_accuracy=class_acc,
+        class_loss=class_loss,
+        class_counts=counts.clone(),
+    )
+
+
+def _logits(output: Any) -> Tensor:
+    from ..core.targets import logits_of
+
+    return logits_of(output)
+
+
+def _draws(
+    group: Sequence[Ablation], members: Sequence[int], stats: _Stats | None, n: int, seed: int
+) -> list[Tensor | None]:
+    """Per resample ablation ``k``, the reference row each image copies (from ``seed + k``;
+    independent of chunking)."""
+    draws: list[Tensor | None] = []
+    for a, k in zip(group, members):
+        if a.mode != "resample":
+            draws.append(None)
+            continue
+        assert stats is not None
+        generator = torch.Generator().manual_seed(seed + k)
+        draws.append(torch.randint(len(stats.pool), (n,), generator=generator))
+    return draws
+
+
+def _sweep_layer(
+    module: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    group: Sequence[Ablation],
+    members: Sequence[int],
+    stats: _Stats | None,
+    classes: int,
+    rows: int,
+    seed: int,
+    done: Callable[[int], None],
+) -> tuple[Tensor, Tensor, bool]:
+    """Per-class correct counts and loss sums ``(len(group), classes)``; whether the
+    layer's output could be expanded (else inputs were repeated)."""
+    k = len(group)
+    correct = torch.zeros(k, classes, dtype=torch.float64)
+    losses = torch.zeros(k, classes, dtype=torch.float64)
+    images = max(1, rows // k)  # all ablations of a chunk in one pass when they fit
+    per_pass = max(1, rows // images)
+    draws = _draws(group, members, stats, len(x), seed)
+    layer = find_layer(module, group[0].layer)
+    expand = True
+
+    masks: dict[int, dict[tuple[str, int], Tensor | None]] = {}
+
+    def run(chunk: Tensor, part: list[int], picks: list[Tensor | None]) -> Tensor | None:
+        cache = masks.setdefault(part[0], {})
+        hook = _Expander([group[j] for j in part], stats, picks, expand, cache)
+        feed = chunk if expand else chunk.repeat(len(part), *([1] * (chunk.dim() - 1)))
+        with HookSet() as hooks, torch.inference_mode():
+            hooks.add(layer.register_forward_hook(hook))
+            try:
+                out = _logits(module(feed))
+            except RuntimeError:
+                if not expand:
+                    raise
+                return None  # e.g. a view with the batch size read before the layer
+        if out.shape[0] != len(part) * len(chunk):
+            if not expand:
+                raise LayerError(
+                    f"the model returned {out.shape[0]} rows for {len(feed)} inputs; "
+                    "ablation needs one output row per input"
+                )
+            return None
+        return out
+
+    def step(start: int, stop: int) -> None:
+        nonlocal expand
+        chunk, y = x[start:stop], labels[start:stop]
+        for g0 in range(0, k, per_pass):
+            part = list(range(g0, min(k, g0 + per_pass)))
+            picks = [None if d is None else d[start:stop] for d in (draws[j] for j in part)]
+            out = run(chunk, part, picks)
+            if out is None:
+                expand = False  # later code reads the batch size: repeat the inputs
+                out = run(chunk, part, picks)
+                assert out is not None
+            c = torch.zeros(len(part), classes, dtype=torch.float64)
+            lo = torch.zeros(len(part), classes, dtype=torch.float64)
+            _tally(out.reshape(len(part), len(chunk), -1), y, classes, c, lo)
+            correct[part] += c
+            losses[part] += lo
+        done(stop - start)
+
+    Budget(images, x.device).run(len(x), step)
+    return correct, losses, expand
+
+
+def evaluate(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    *,
+    batch_size: int | None = None,
+) -> Evaluation:
+    """Accuracy and loss of ``model`` on a labelled set, overall and per class."""
+    return ablate(model, inputs, labels, [], batch_size=batch_size).baseline
+
+
+def ablate(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    labels: Tensor,
+    ablations: Sequence[Ablation],
+    *,
+    reference: Tensor | None = None,
+    reference_size: int = 512,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> AblationResult:
+    """Evaluate ``model`` on ``inputs``/``labels`` with nothing ablated and with each of
+    ``ablations`` in turn (module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module or LoadedModel
+        In eval mode; never modified.
+    inputs, labels : Tensor
+        ``(N, C, H, W)`` inputs as the model expects them and ``(N,)`` class indices.
+    ablations : sequence of Ablation
+        Ablations of the same layer are evaluated in one batched sweep.
+    reference : Tensor, optional
+        Inputs whose activations give ``"mean"`` and ``"resample"`` their values
+        (default: the first ``reference_size`` of ``inputs``).
+    seed : int
+        Resample ablation ``k`` draws its reference rows from ``seed + k``.
+    batch_size : int, optional
+        Rows per forward pass after the ablated layer (default 256).
+    progress : callable, optional
+        ``progress(done, total)`` in images × layer groups.
+    """
+    started = time.perf_counter()
+    from ..attribution.base import _unwrap
+
+    module = _unwrap(model, None)[0]
+    x, y = check_labelled(inputs, labels, module)
+    ablations = list(ablations)
+    for a in ablations:
+        _check_ablation(module, a)
+    rows = batch_size or DEFAULT_ROWS
+    if not isinstance(rows, int) or rows < 1:
+        raise InvalidOptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+    groups: dict[str, list[int]] = {}
+    for k, a in enumerate(ablations):
+        groups.setdefault(a.layer, []).append(k)
+    needs_stats = sorted({a.layer for a in ablations if a.mode != "zero"})
+    ref = reference if reference is not None else x[:reference_size]
+    pools = reference_statistics(module, ref, needs_stats, batch_size=rows) if needs_stats else {}
+    total = len(x) * (1 + len(groups))
+    finished = 0
+
+    def done(n: int) -> None:
+        nonlocal finished
+        finished += n
+        if progress is not None:
+            progress(finished, total)
+
+    classes: int | None = None
+    evaluations: list[Evaluation | None] = [None] * len(ablations)
+    batched = True
+    with guarded(module, [x.device]):
+        base_correct, base_losses, classes = _baseline(module, x, y, rows, done)
+        counts = torch.bincount(y.cpu(), minlength=classes)
+        for layer, members in groups.items():
+            stats = _Stats(pools[layer]) if layer in pools else None
+            group = [ablations[k] for k in members]
+            correct, losses, expanded = _sweep_layer(
+                module, x, y, group, members, stats, classes, rows, seed, done
+            )
+            batched = batched and expanded
+            for j, k in enumerate(members):
+                evaluations[k] = _evaluation(correct[j], losses[j], counts)
+    return AblationResult(
+        baseline=_evaluation(base_correct, base_losses, counts),
+        ablations=tuple(ablations),
+        evaluations=tuple(e for e in evaluations if e is not None),
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        batched=batched,
+        settings={"batch_size": rows, "reference_size": len(ref)},
+    )
+
+
+def _baseline(
+    module: nn.Module, x: Tensor, y: Tensor, rows: int, done: Callable[[int], None]
+) -> tuple[Tensor, Tensor, int]:
+    parts: list[Tensor] = []
+
+    def step(start: int, stop: int) -> None:
+        with torch.inference_mode():
+            parts.append(_logits(module(x[start:stop])))
+        done(stop - start)
+
+    Budget(rows, x.device).run(len(x), step)
+    logits = torch.cat(parts)
+    if logits.dim() != 2:
+        raise InvalidInputError(f"the model's output has shape {tuple(logits.shape)}, not (N, C)")
+    classes = logits.shape[1]
+    if int(y.max()) >= classes or int(y.min()) < 0:
+        raise InvalidInputError(
+            f"labels must be class indices 0 to {classes - 1} (the model has {classes} "
+            f"classes); got {int(y.min())} to {int(y.max())}"
+        )
+    correct = torch.zeros(1, classes, dtype=torch.float64)
+    losses = torch.zeros(1, classes, dtype=torch.float64)
+    _tally(logits[None], y, classes, correct, losses)
+    return correct[0], losses[0], classes
+
+
+def ablate_weights(model: nn.Module, layer: str, channels: Sequence[int]) -> nn.Module:
+    """A copy of ``model`` whose ``layer`` (a conv or linear module) has the kernels and
+    biases of output ``channels`` set to zero — fewer working kernels, the weight-level
+    ablation. The user's model is untouched."""
+    target = find_layer(model, layer)
+    if not isinstance(target, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        raise LayerError(
+            f"layer {layer!r} is a {type(target).__name__}; weight ablation needs a conv or "
+            "linear layer (use a hook ablation, seethrough.anatomy.ablate, for any module)"
+        )
+    size = target.weight.shape[0]
+    bad = [c for c in channels if not isinstance(c, int) or not 0 <= c < size]
+    if bad:
+        raise InvalidOptionError(
+            f"channel {bad[0]!r} is out of range for {layer!r} ({size} output channels)"
+        )
+    clone = copy.deepcopy(model)
+    module = find_layer(clone, layer)
+    with torch.no_grad():
+        assert isinstance(module.weight, Tensor)
+        module.weight[list(channels)] = 0
+        if isinstance(module.bias, Tensor):
+            module.bias[list(channels)] = 0
+    return clone

@@ -1,0 +1,300 @@
+"""Gradient analysis per module: how sensitive is the decision to each module?
+
+For a labelled dataset and each chosen module, with ``objective`` the per-image
+cross-entropy loss (default) or the true class's score (logit):
+
+* ``output_grad`` — the mean over images of ‖∂objective/∂output‖ (per image: images do
+  not interact in eval mode, so the gradient of the summed objective holds each image's
+  own gradient);
+* ``param_grad`` — the norm of the dataset-mean gradient with respect to the module's own
+  parameters, and ``relative_param_grad`` = that norm / the parameters' norm (a
+  learning-rate-free measure of how much the objective pulls on the module);
+* ``grad_x_activation`` — per channel, the mean over images of Σ (∂objective/∂a)·a over
+  the channel's positions: the first-order (Taylor) estimate of how much the objective
+  changes when the channel is set to zero is its negative (Molchanov et al. 2017).
+
+Each comes overall and per class (the mean over the images of that class). Gradients
+are taken with ``torch.autograd.grad``: no ``.grad`` is filled, and every flag is
+restored (``guarded``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.guard import guarded
+from ..core.hooks import HookSet, LayerCapture
+from ..core.layers import find_layer
+from ..errors import InvalidOptionError
+from .ablation import DEFAULT_ROWS, check_labelled
+
+__all__ = ["OBJECTIVES", "GradientAnalysis", "ModuleGradients", "gradient_analysis"]
+
+OBJECTIVES = ("loss", "score")
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleGradients:
+    """One module's sensitivity (module docstring); ``class_*`` are ``(classes,)`` or
+    ``(classes, C)``, NaN for classes without images."""
+
+    name: str
+    output_grad: float
+    class_output_grad: Tensor
+    param_grad: float | None
+    class_param_grad: Tensor | None
+    relative_param_grad: float | None
+    grad_x_activation: Tensor
+    class_grad_x_activation: Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(values: Tensor | None) -> Any:
+            if values is None:
+                return None
+            return [None if math.isnan(v) else round(v, 8) for v in values.reshape(-1).tolist()]
+
+        return {
+            "name": self.name,
+            "output_grad": round(self.output_grad, 8),
+            "class_output_grad": clean(self.class_output_grad),
+            "param_grad": None if self.param_grad is None else round(self.param_grad, 8),
+            "class_param_grad": clean(self.class_param_grad),
+            "relative_param_grad": (
+                None if self.relative_param_grad is None else round(self.relative_param_grad, 8)
+            ),
+            "grad_x_activation": clean(self.grad_x_activation),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class GradientAnalysis:
+    """Per module, its :class:`ModuleGradients`, in the order given."""
+
+    objective: str
+    modules: tuple[ModuleGradients, ...]
+    class_counts: Tensor
+    seconds: float
+
+    def module(self, name: str) -> ModuleGradients:
+        for m in self.modules:
+            if m.name == name:
+                return m
+        names = ", ".join(m.name for m in self.modules)
+        raise InvalidOptionError(f"no module {name!r} in this analysis ({names})")
+
+    def ranking(self, key: str = "output_grad") -> list[str]:
+        """Module names from the most sensitive to the least, by ``key``
+        (``"output_grad"``, ``"param_grad"`` or ``"relative_param_grad"``)."""
+        if key not in ("output_grad", "param_grad", "relative_param_grad"):
+            raise InvalidOptionError(
+                f"unknown key {key!r} (valid: output_grad, param_grad, relative_param_grad)"
+            )
+        rated = [(getattr(m, key), m.name) for m in self.modules]
+        return [name for value, name in sorted(rated, key=lambda t: -(t[0] or 0.0))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "class_counts": self.class_counts.tolist(),
+            "seconds": round(self.seconds, 3),
+            "modules": [m.to_dict() for m in self.modules],
+        }
+
+
+def parametrised_modules(model: nn.Module) -> list[str]:
+    """Names of the modules that hold parameters of their own, in registration order."""
+    return [
+        name
+        for name, m in model.named_modules()
+        if name and any(True for _ in m.parameters(recurse=False))
+    ]
+
+
+class _Sums:
+    """Running per-class sums for one module."""
+
+    def __init__(self, classes: int, channels: int) -> None:
+        self.out = torch.zeros(classes, dtype=torch.float64)
+        self.gxa = torch.zeros(classes, channels, dtype=torch.float64)
+        self.param_norms = torch.zeros(classes, dtype=torch.float64)
+        self.param_total: list[Tensor] | None = None
+        self.param_class: list[Tensor] | None = None
+
+
+def _objective(logits: Tensor, labels: Tensor, objective: str) -> Tensor:
+    if objective == "loss":
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        return F.cross_entropy(logits, labels, reduction="none")
+    return logits.gather(1, labels[:, None])[:, 0]
+
+
+def gradient_analysis(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    labels: Tensor,
+    modules: Sequence[str] | None = None,
+    *,
+    objective: str = "loss",
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> GradientAnalysis:
+    """Gradient sensitivity of each module over a labelled dataset (module docstring).
+
+    ``modules``: dotted names (default: every module with parameters of its own).
+    Images are processed class by class, so that per-class parameter gradients need one
+    parameter-sized buffer, not one per class.
+    """
+    from ..attribution.base import _unwrap
+
+    started = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise InvalidOptionError(
+            f"unknown objective {objective!r} (valid: {', '.join(OBJECTIVES)})"
+        )
+    module = _unwrap(model, None)[0]
+    x, y = check_labelled(inputs, labels, module)
+    names = list(modules) if modules is not None else parametrised_modules(module)
+    if not names:
+        raise InvalidOptionError("no module to analyse; name at least one")
+    layers = [find_layer(module, n) for n in names]
+    rows = batch_size or DEFAULT_ROWS
+    with guarded(module, [x.device]):
+        classes = _classes(module, x[:1])
+        counts = torch.bincount(y.cpu(), minlength=classes)
+        sums: list[_Sums | None] = [None] * len(names)
+        params = [list(layer.parameters(recurse=False)) for layer in layers]
+        for group in params:
+            for p in group:
+                p.requires_grad_(True)  # restored by guarded
+        done = 0
+        for c in range(classes):
+            members = (y == c).nonzero()[:, 0]
+            class_sums: list[list[Tensor] | None] = [None] * len(names)
+            for start in range(0, len(members), rows):
+                index = members[start : start + rows]
+                _chunk(
+                    module,
+                    x[index],
+                    y[index],
+                    names,
+                    layers,
+                    params,
+                    objective,
+                    classes,
+                    sums,
+                    class_sums,
+                )
+                done += len(index)
+                if progress is not None:
+                    progress(done, len(x))
+            _close_class(c, class_sums, sums, int(counts[c]))
+    results = tuple(_finish(name, s, group, counts) for name, s, group in zip(names, sums, params))
+    return GradientAnalysis(objective, results, counts, time.perf_counter() - started)
+
+
+def _classes(module: nn.Module, row: Tensor) -> int:
+    from ..core.targets import logits_of
+
+    with torch.inference_mode():
+        return int(logits_of(module(row)).shape[1])
+
+
+def _chunk(
+    module: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    names: Sequence[str],
+    layers: Sequence[nn.Module],
+    params: Sequence[list[nn.Parameter]],
+    objective: str,
+    classes: int,
+    sums: list[_Sums | None],
+    class_sums: list[list[Tensor] | None],
+) -> None:
+    from ..core.targets import logits_of
+
+    with HookSet() as hooks:
+        captures = [LayerCapture(m, n, cut=False).attach(hooks) for n, m in zip(names, layers)]
+        value = _objective(logits_of(module(x)), y, objective)
+    acts = []
+    for cap in captures:
+        if cap.activation is None:
+            from ..errors import LayerError
+
+            raise LayerError(f"module {cap.name!r} did not run in the forward pass")
+        acts.append(cap.activation)
+    flat_params = [p for group in params for p in group]
+    grads = torch.autograd.grad(value.sum(), [*acts, *flat_params], allow_unused=True)
+    act_grads, param_grads = grads[: len(acts)], list(grads[len(acts) :])
+    c = int(y[0])
+    for k, (a, grad) in enumerate(zip(acts, act_grads)):
+        a = a.detach()  # noqa: PLW2901
+        g = torch.zeros_like(a) if grad is None else grad.detach()
+        s = sums[k]
+        if s is None:
+            s = sums[k] = _Sums(classes, a.shape[1] if a.dim() > 1 else 1)
+        s.out[c] += g.reshape(len(a), -1).norm(dim=1).double().sum().cpu()
+        gxa = (g * a).reshape(len(a), a.shape[1], -1).sum(dim=2) if a.dim() > 1 else g * a
+        s.gxa[c] += gxa.double().sum(dim=0).cpu().reshape(-1)
+        own = [param_grads.pop(0) for _ in params[k]]
+        own = [torch.zeros_like(p) if q is None else q for p, q in zip(params[k], own)]
+        if own:
+            current = class_sums[k]
+            class_sums[k] = own if current is None else [u + v for u, v in zip(current, own)]
+
+
+def _norm(tensors: Sequence[Tensor]) -> float:
+    """The L2 norm of several tensors taken as one vector."""
+    return float(torch.stack([t.double().pow(2).sum() for t in tensors]).sum().sqrt())
+
+
+def _close_class(
+    c: int, class_sums: list[list[Tensor] | None], sums: list[_Sums | None], count: int
+) -> None:
+    """Fold one class's parameter-gradient sum into the per-class norms and the total."""
+    for s, vec in zip(sums, class_sums):
+        if s is None or vec is None:
+            continue
+        s.param_norms[c] = _norm(vec) / count
+        s.param_total = (
+            vec if s.param_total is None else [u + v for u, v in zip(s.param_total, vec)]
+        )
+
+
+def _finish(
+    name: str, s: _Sums | None, params: list[nn.Parameter], counts: Tensor
+) -> ModuleGradients:
+    assert s is not None
+    n = counts.double()
+    present = n > 0
+    per = n.clamp_min(1)
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    total = float(n.sum())
+    param_grad = relative = None
+    class_param = None
+    if params:
+        class_param = torch.where(present, s.param_norms, nan)
+        if s.param_total is not None:
+            norm = _norm(s.param_total) / total
+            param_grad = norm
+            weight = _norm([p.detach() for p in params])
+            relative = norm / weight if weight > 0 else None
+    return ModuleGradients(
+        name=name,
+        output_grad=float(s.out.sum() / total),
+        class_output_grad=torch.where(present, s.out / per, nan),
+        param_grad=param_grad,
+        class_param_grad=class_param,
+        relative_param_grad=relative,
+        grad_x_activation=s.gxa.sum(dim=0) / total,
+        class_grad_x_activation=torch.where(present[:, None], s.gxa / per[:, None], nan),
+    )

@@ -1,0 +1,334 @@
+"""Linear probes (surrogate tasks): what does a layer's output encode, linearly?
+
+:func:`collect_activations` streams a layer's output over a dataset, one chunk at a time,
+keeping only the features a probe needs (at most ``max_features`` per image: the output
+itself when it is that small, else average-pooled to the largest square grid that fits).
+:func:`fit_probe` trains a multinomial logistic regression (standardised features, L2
+penalty, full-batch L-BFGS — deterministic) and reports held-out accuracy.
+:func:`probe_layers` does this for several layers with two baselines (Alain & Bengio
+2016): the same probe on the raw pixels, and on the same layers of a randomly
+initialised copy of the network.
+
+Labels may be the classes themselves or any surrogate attribute
+(:func:`surrogate_labels`, e.g. upper- vs lower-body garments).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.budget import Budget
+from ..core.guard import guarded
+from ..core.hooks import HookSet
+from ..core.layers import find_layer
+from ..errors import InvalidInputError, InvalidOptionError, LayerError
+from .ablation import DEFAULT_ROWS, check_labelled
+
+__all__ = [
+    "MAX_FEATURES",
+    "Probe",
+    "ProbeTable",
+    "collect_activations",
+    "fit_probe",
+    "probe_layers",
+    "random_copy",
+    "surrogate_labels",
+]
+
+MAX_FEATURES = 4096
+PIXELS = "pixels"
+"""The layer name that stands for the raw input in :func:`probe_layers`."""
+
+
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """A fitted linear probe: ``weight`` ``(classes, F)`` and ``bias`` act on features
+    standardised with ``mean``/``std``; accuracies on the fitting and held-out rows;
+    ``chance`` is the held-out frequency of the most common training label."""
+
+    weight: Tensor
+    bias: Tensor
+    mean: Tensor
+    std: Tensor
+    train_accuracy: float
+    test_accuracy: float
+    chance: float
+    features: int
+    train_size: int
+    test_size: int
+
+    def predict(self, features: Tensor) -> Tensor:
+        """Class indices for ``(n, F)`` raw (unstandardised) features."""
+        z = (features.to(self.weight) - self.mean) / self.std
+        return (z @ self.weight.T + self.bias).argmax(dim=1)
+
+    def direction(self) -> Tensor:
+        """For a two-class probe, the unit normal of its boundary in the *raw* feature
+        space (pointing to class 1) — a concept activation vector."""
+        if self.weight.shape[0] != 2:
+            raise InvalidOptionError("direction() needs a two-class probe")
+        w = (self.weight[1] - self.weight[0]) / self.std
+        return w / w.norm().clamp_min(torch.finfo(w.dtype).tiny)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeTable:
+    """Held-out probe accuracy per layer, on the trained network and on a randomly
+    initialised copy, with the raw-pixel baseline (``pixels``)."""
+
+    layers: tuple[str, ...]
+    trained: tuple[Probe, ...]
+    random: tuple[Probe, ...] | None
+    pixels: Probe | None
+    seed: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(p: Probe) -> dict[str, Any]:
+            return {
+                "test_accuracy": round(p.test_accuracy, 6),
+                "train_accuracy": round(p.train_accuracy, 6),
+                "features": p.features,
+            }
+
+        return {
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+            "chance": round(self.trained[0].chance, 6) if self.trained else None,
+            "pixels": row(self.pixels) if self.pixels is not None else None,
+            "layers": {
+                name: {
+                    "trained": row(t),
+                    "random_network": row(r) if r is not None else None,
+                }
+                for name, t, r in zip(
+                    self.layers, self.trained, self.random or [None] * len(self.layers)
+                )
+            },
+        }
+
+
+def surrogate_labels(labels: Tensor, groups: Mapping[str, Sequence[int]]) -> Tensor:
+    """Relabel classes into surrogate groups: ``groups`` maps a group's name to the
+    classes it holds; group ``g`` (in the mapping's order) becomes label ``g``. Every
+    class present in ``labels`` must belong to exactly one group."""
+    lookup: dict[int, int] = {}
+    for g, members in enumerate(groups.values()):
+        for c in members:
+            if c in lookup:
+                raise InvalidOptionError(f"class {c} is in two surrogate groups")
+            lookup[int(c)] = g
+    missing = sorted({int(c) for c in labels.unique().tolist()} - set(lookup))
+    if missing:
+        raise InvalidOptionError(
+            f"classes {missing} belong to no surrogate group; add them to one "
+            "(e.g. an 'other' group)"
+        )
+    table = torch.full((max(lookup) + 1,), -1, dtype=torch.long)
+    for c, g in lookup.items():
+        table[c] = g
+    return table[labels.cpu().long()].to(labels.device)
+
+
+def _features(output: Tensor, max_features: int) -> Tensor:
+    """``(n, F)`` with ``F ≤ max_features``: the flattened output, or average-pooled to
+    the largest square grid that fits."""
+    flat = output.reshape(len(output), -1)
+    if flat.shape[1] <= max_features or output.dim() != 4:
+        if flat.shape[1] > max_features:
+            raise InvalidOptionError(
+                f"the output has {flat.shape[1]} features per image and no spatial grid "
+                f"to pool; raise max_features above it"
+            )
+        return flat
+    side = max(1, math.isqrt(max_features // output.shape[1]))
+    side = min(side, output.shape[2], output.shape[3])
+    return F.adaptive_avg_pool2d(output, side).reshape(len(output), -1)
+
+
+def collect_activations(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    layer: str,
+    *,
+    max_features: int = MAX_FEATURES,
+    batch_size: int | None = None,
+) -> Tensor:
+    """``(N, F)`` features of ``layer``'s output (``"pixels"``: of the inputs), streamed
+    chunk by chunk (module docstring); float32 on the inputs' device."""
+    from ..attribution.base import _unwrap
+
+    module = _unwrap(model, None)[0]
+    if layer == PIXELS:
+        return torch.cat(
+            [
+                _features(inputs[a : a + DEFAULT_ROWS].float(), max_features)
+                for a in range(0, len(inputs), DEFAULT_ROWS)
+            ]
+        )
+    target = find_layer(module, layer)
+    parts: list[Tensor] = []
+
+    def keep(m: nn.Module, args: Any, output: Any) -> None:
+        if not isinstance(output, Tensor):
+            raise LayerError(f"layer {layer!r} returns {type(output).__name__}, not a tensor")
+        parts.append(_features(output.detach().float(), max_features))
+
+    def step(start: int, stop: int) -> None:
+        with HookSet() as hooks, torch.inference_mode():
+            hooks.add(target.register_forward_hook(keep))
+            module(inputs[start:stop])
+
+    with guarded(module, [inputs.device]):
+        Budget(batch_size or DEFAULT_ROWS, inputs.device).run(len(inputs), step)
+    with torch.inference_mode(False):
+        return torch.cat(parts).clone()
+
+
+def fit_probe(
+    features: Tensor,
+    labels: Tensor,
+    *,
+    holdout: float = 0.25,
+    l2: float = 1e-2,
+    iterations: int = 100,
+    seed: int = 0,
+    test_features: Tensor | None = None,
+    test_labels: Tensor | None = None,
+) -> Probe:
+    """Fit a multinomial logistic-regression probe and measure it on held-out rows.
+
+    The rows are split at random (``seed``) into a fitting part and a held-out share
+    ``holdout`` — unless ``test_features``/``test_labels`` are given. Features are
+    standardised with the fitting part's mean and std; the loss is the mean
+    cross-entropy + ``l2``·‖W‖²/2, minimised by L-BFGS (strong Wolfe line search).
+    """
+    if features.dim() != 2 or len(features) != len(labels):
+        raise InvalidInputError(
+            f"features must be (N, F) with one label each; got {tuple(features.shape)} and "
+            f"{len(labels)} labels"
+        )
+    if not 0 < holdout < 1:
+        raise InvalidOptionError(f"holdout must be in (0, 1), got {holdout!r}")
+    x = features.detach().float()
+    y = labels.detach().to(x.device).long()
+    if test_features is None:
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        cut = len(x) - max(1, round(holdout * len(x)))
+        train, test = order[:cut].to(x.device), order[cut:].to(x.device)
+        xt, yt, xh, yh = x[train], y[train], x[test], y[test]
+    else:
+        assert test_labels is not None
+        xt, yt = x, y
+        xh = test_features.detach().float().to(x.device)
+        yh = test_labels.detach().to(x.device).long()
+    classes = int(max(int(yt.max()), int(yh.max()))) + 1
+    mean = xt.mean(dim=0)
+    std = xt.std(dim=0).clamp_min(1e-6)
+    zt = (xt - mean) / std
+    weight = torch.zeros(classes, x.shape[1], device=x.device)
+    bias = torch.zeros(classes, device=x.device)
+    with torch.enable_grad(), torch.inference_mode(False):
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            max_iter=iterations,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-7,
+            tolerance_change=1e-10,
+            history_size=20,
+        )
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(zt @ weight.T + bias, yt) + 0.5 * l2 * (weight**2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    weight, bias = weight.detach(), bias.detach()
+    probe = Probe(weight, bias, mean, std, 0.0, 0.0, 0.0, x.shape[1], len(xt), len(xh))
+    majority = int(torch.bincount(yt, minlength=classes).argmax())
+    return Probe(
+        weight=weight,
+        bias=bias,
+        mean=mean,
+        std=std,
+        train_accuracy=float((probe.predict(xt) == yt).double().mean()),
+        test_accuracy=float((probe.predict(xh) == yh).double().mean()),
+        chance=float((yh == majority).double().mean()),
+        features=x.shape[1],
+        train_size=len(xt),
+        test_size=len(xh),
+    )
+
+
+def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with every module's parameters re-initialised by its own
+    ``reset_parameters`` (and normalisation statistics reset), from ``seed``; the global
+    RNG is untouched."""
+    clone = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in clone.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            stats = getattr(m, "reset_running_stats", None)
+            if callable(stats):
+                stats()
+    return clone
+
+
+def probe_layers(
+    model: nn.Module | Any,
+    inputs: Tensor,
+    labels: Tensor,
+    layers: Sequence[str],
+    *,
+    baselines: bool = True,
+    max_features: int = MAX_FEATURES,
+    holdout: float = 0.25,
+    l2: float = 1e-2,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ProbeTable:
+    """Probe accuracy per layer (module docstring), with the raw-pixel and
+    random-network baselines when ``baselines``. Every probe uses the same split."""
+    from ..attribution.base import _unwrap
+
+    started = time.perf_counter()
+    module = _unwrap(model, None)[0]
+    x, y = check_labelled(inputs, labels, module)
+    if not layers:
+        raise InvalidOptionError("no layer to probe; name at least one")
+    for name in layers:
+        find_layer(module, name)
+    random_net = random_copy(module, seed).eval() if baselines else None
+    total = len(layers) * (2 if baselines else 1) + (1 if baselines else 0)
+    done = 0
+
+    def probe(net: nn.Module, name: str) -> Probe:
+        nonlocal done
+        feats = collect_activations(net, x, name, max_features=max_features, batch_size=batch_size)
+        result = fit_probe(feats, y, holdout=holdout, l2=l2, seed=seed)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return result
+
+    trained = tuple(probe(module, name) for name in layers)
+    random = tuple(probe(random_net, name) for name in layers) if random_net else None
+    pixels = probe(module, PIXELS) if baselines else None
+    return ProbeTable(tuple(layers), trained, random, pixels, seed, time.perf_counter() - started)

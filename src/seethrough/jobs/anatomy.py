@@ -1,0 +1,167 @@
+"""The anatomy job: module cards over a labelled dataset → ``anatomy.json``, an overview
+figure and one card figure per module, written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..anatomy import Anatomy, TcavResult, anatomy, tcav
+from ..errors import InvalidInputError, InvalidOptionError
+from ..models.zoo import LoadedModel
+from ..viz import plot_anatomy, plot_card, save_figure
+from .output import OutputFolder
+
+__all__ = ["ANATOMY", "AnatomyJobResult", "LabelledData", "labelled_folder", "run_anatomy"]
+
+ANATOMY = "anatomy.json"
+JobProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledData:
+    """Model inputs ``(N, C, H, W)``, class indices ``(N,)`` and where they came from."""
+
+    inputs: Tensor
+    labels: Tensor
+    source: str
+
+
+@dataclass(frozen=True)
+class AnatomyJobResult:
+    out: Path
+    result: Anatomy
+    concepts: tuple[TcavResult, ...]
+    files: tuple[str, ...]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "module"
+
+
+def labelled_folder(net: LoadedModel, folder: str | os.PathLike[str]) -> LabelledData:
+    """Images in ``folder/<class>/…``: each subfolder is named after a class of the model
+    (a label name, or a class index) and holds that class's images."""
+    from ..data import load_images
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidInputError(f"{root} is not a folder of class subfolders")
+    names = list(net.labels or [])
+    xs, ys = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if sub.name in names:
+            index = names.index(sub.name)
+        elif sub.name.isdigit():
+            index = int(sub.name)
+        else:
+            raise InvalidInputError(
+                f"subfolder {sub.name!r} of {root} names no class of the model; name each "
+                "subfolder after a class (its label or its index)"
+            )
+        images = load_images(sub)
+        xs.append(net.preprocess(images))
+        ys.append(torch.full((len(images),), index, dtype=torch.long))
+    if not xs:
+        raise InvalidInputError(f"{root} has no class subfolders (expected {root}/<class>/…)")
+    return LabelledData(torch.cat(xs), torch.cat(ys), str(root))
+
+
+def _concepts(
+    net: LoadedModel,
+    data: LabelledData,
+    concepts: Mapping[str, str],
+    concept_class: int | None,
+    layer: str | None,
+    runs: int,
+    seed: int,
+) -> tuple[TcavResult, ...]:
+    if not concepts:
+        return ()
+    if concept_class is None or layer is None:
+        raise InvalidOptionError("--concept needs --concept-class and --concept-layer")
+    from ..data import load_images
+
+    members = data.inputs[data.labels == concept_class]
+    if len(members) == 0:
+        raise InvalidInputError(f"the data hold no image of class {concept_class}")
+    results = []
+    for name, folder in concepts.items():
+        examples = net.preprocess(load_images(folder))
+        results.append(
+            tcav(
+                net.module,
+                layer,
+                examples,
+                data.inputs,
+                members,
+                concept_class,
+                concept_name=name,
+                runs=runs,
+                seed=seed,
+            )
+        )
+    return tuple(results)
+
+
+def run_anatomy(
+    net: LoadedModel,
+    data: LabelledData,
+    out: str | os.PathLike[str],
+    *,
+    modules: Sequence[str] | None = None,
+    channel_sweep: bool = True,
+    sweep_size: int | None = 2000,
+    probes: bool = True,
+    probe_size: int | None = 5000,
+    concepts: Mapping[str, str] | None = None,
+    concept_class: int | None = None,
+    concept_layer: str | None = None,
+    runs: int = 10,
+    seed: int = 0,
+    batch_size: int | None = None,
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> AnatomyJobResult:
+    """Run :func:`~seethrough.anatomy.anatomy` (and TCAV for ``concepts``: name → folder)
+    and write ``anatomy.json``, ``anatomy.png`` and ``card-<module>.png`` into ``out``."""
+    folder = OutputFolder(out, force, manifest=ANATOMY)
+    result = anatomy(
+        net,
+        data.inputs,
+        data.labels,
+        modules,
+        channel_sweep=channel_sweep,
+        sweep_size=sweep_size,
+        probes=probes,
+        probe_size=probe_size,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    tested = _concepts(net, data, dict(concepts or {}), concept_class, concept_layer, runs, seed)
+    with folder as staging:
+        files = ["anatomy.png"]
+        save_figure(plot_anatomy(result), staging / "anatomy.png")
+        for card in result.cards:
+            name = f"card-{_safe(card.name)}.png"
+            save_figure(plot_card(card, result.class_names), staging / name)
+            files.append(name)
+        summary: dict[str, Any] = {
+            "model": net.name,
+            "data": data.source,
+            "anatomy": result.to_dict(),
+            "concepts": [t.to_dict() for t in tested],
+            "files": [*files, ANATOMY],
+        }
+        (staging / ANATOMY).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        files.append(ANATOMY)
+    return AnatomyJobResult(Path(out), result, tested, tuple(files))

@@ -1,0 +1,360 @@
+"""The features jobs: filters, feature maps, activation maximization, DeepDream, feature
+inversion and top-activating examples → PNG figures and one JSON file each, written whole
+or not at all.
+
+Each job computes everything first and writes only when it succeeded; the JSON file lists
+the files of the run (``"files"``) so that ``--force`` can replace them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+
+from ..core.guard import guarded
+from ..data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
+from ..data.images import LoadedImage
+from ..errors import InvalidInputError, InvalidOptionError, SeethroughError
+from ..inside import (
+    dream,
+    feature_maps,
+    filters,
+    invert,
+    invert_layers,
+    maximize,
+    stability,
+    top_examples,
+)
+from ..models.fashion_cnn import FASHION_MEAN, FASHION_STD
+from ..models.preprocess import Preprocess
+from ..models.zoo import LoadedModel
+from ..viz import (
+    plot_dream,
+    plot_feature_maps,
+    plot_filters,
+    plot_inversion,
+    plot_top_examples,
+    plot_traces,
+    plot_visualization,
+    save_figure,
+)
+from .output import OutputFolder
+
+__all__ = [
+    "FASHION_INPUTS",
+    "FeaturesJobResult",
+    "run_dream",
+    "run_filters",
+    "run_invert",
+    "run_maps",
+    "run_maximize",
+    "run_top_examples",
+]
+
+FASHION_INPUTS = Preprocess(
+    size=28,
+    crop_fraction=1.0,
+    mean=(FASHION_MEAN,),
+    std=(FASHION_STD,),
+    interpolation="bilinear",
+    channels=1,
+)
+"""How :meth:`FashionMNIST.inputs` normalises the images (its ``invert`` shows them)."""
+
+JobProgress = Callable[[str, int, int], None]
+IMAGES_PER_MAPS_FIGURE = 4
+CHANNELS_PER_TOP_FIGURE = 16
+
+
+@dataclass(frozen=True)
+class FeaturesJobResult:
+    """What a features job wrote: the folder, the files, and the library's result."""
+
+    out: Path
+    files: tuple[str, ...]
+    result: Any
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+
+
+def _device_of(net: LoadedModel) -> torch.device:
+    return next((p.device for p in net.module.parameters()), torch.device("cpu"))
+
+
+def _report(progress: JobProgress | None, name: str) -> Callable[[int, int], None] | None:
+    return None if progress is None else (lambda done, total: progress(name, done, total))
+
+
+class _Writer:
+    """Collects figures, images and the JSON summary into the staging folder."""
+
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+        self.files: list[str] = []
+
+    def figure(self, name: str, figure: Figure) -> None:
+        save_figure(figure, self.staging / name)
+        self.files.append(name)
+
+    def image(self, name: str, pixels: Tensor) -> None:
+        """A ``(C, H, W)`` image in [0, 1] as an 8-bit PNG."""
+        array = pixels.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+        array = array[0] if array.shape[0] == 1 else np.moveaxis(array[:3], 0, -1)
+        Image.fromarray(array).save(self.staging / name)
+        self.files.append(name)
+
+    def summary(self, name: str, content: dict[str, Any]) -> None:
+        content = {**content, "files": [*self.files, name]}
+        (self.staging / name).write_text(json.dumps(content, indent=1), encoding="utf-8")
+        self.files.append(name)
+
+
+def _images_json(images: Sequence[LoadedImage]) -> list[dict[str, str]]:
+    return [{"name": im.name, "source": im.source} for im in images]
+
+
+def run_filters(
+    net: LoadedModel,
+    layer: str,
+    out: str | os.PathLike[str],
+    *,
+    mode: str = "auto",
+    chosen: Sequence[int] | None = None,
+    force: bool = False,
+) -> FeaturesJobResult:
+    """The filters of ``layer`` → ``filters.png`` and ``filters.json``."""
+    folder = OutputFolder(out, force, manifest="filters.json")
+    result = filters(net, layer)
+    figure = plot_filters(result, mode=mode, filters=chosen)
+    with folder as staging:
+        writer = _Writer(staging)
+        writer.figure("filters.png", figure)
+        writer.summary("filters.json", {"model": net.name, "filters": result.to_dict()})
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+
+
+def run_maps(
+    net: LoadedModel,
+    images: Sequence[LoadedImage],
+    layer: str,
+    out: str | os.PathLike[str],
+    *,
+    channels: Any = "top",
+    k: int = 16,
+    order: str = "mean",
+    batch_size: int | None = None,
+    force: bool = False,
+) -> FeaturesJobResult:
+    """Feature maps of ``layer`` for ``images`` → ``maps-NNN.png`` (four images each) and
+    ``maps.json`` (per-channel statistics)."""
+    folder = OutputFolder(out, force, manifest="maps.json")
+    x = net.preprocess(list(images), device=_device_of(net))
+    result = feature_maps(net, x, layer, channels=channels, k=k, order=order, batch_size=batch_size)
+    with folder as staging:
+        writer = _Writer(staging)
+        for g, a in enumerate(range(0, len(images), IMAGES_PER_MAPS_FIGURE)):
+            shown = list(range(a, min(a + IMAGES_PER_MAPS_FIGURE, len(images))))
+            figure = plot_feature_maps(
+                result,
+                images=shown,
+                transform=net.preprocess,
+                names=[im.name for im in images],
+            )
+            writer.figure(f"maps-{g:03d}.png", figure)
+        summary = {"model": net.name, "images": _images_json(images), "maps": result.to_dict()}
+        writer.summary("maps.json", summary)
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+
+
+def run_maximize(
+    net: LoadedModel,
+    objectives: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    seeds: int = 0,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> FeaturesJobResult:
+    """Activation maximization of each objective → ``maximize.png`` (the images),
+    ``maximize-traces.png`` and ``maximize.json``. With ``seeds`` ≥ 2 (one objective), the
+    stability check instead: the solutions from ``seeds`` seeds and their distances."""
+    folder = OutputFolder(out, force, manifest="maximize.json")
+    settings = dict(options or {})
+    report = _report(progress, "optimization steps")
+    if seeds:
+        if len(objectives) != 1:
+            raise InvalidOptionError("--stability checks one objective; give exactly one")
+        check = stability(
+            net, objectives[0], seeds=range(seed, seed + seeds), progress=report, **settings
+        )
+        vis, summary = check.visualization, {"stability": check.to_dict()}
+    else:
+        vis = maximize(net, list(objectives), seed=seed, progress=report, **settings)
+        check, summary = None, {"maximize": vis.to_dict()}
+    names = [f"{o} (seed {s})" for o, s in zip(vis.objectives, vis.seeds)]
+    grid = plot_visualization(vis)
+    traces = plot_traces(
+        vis.traces, names, title="objective during optimization", ylabel="objective"
+    )
+    with folder as staging:
+        writer = _Writer(staging)
+        writer.figure("maximize.png", grid)
+        writer.figure("maximize-traces.png", traces)
+        writer.summary("maximize.json", {"model": net.name, **summary})
+    return FeaturesJobResult(Path(out), tuple(writer.files), check if check is not None else vis)
+
+
+def run_dream(
+    net: LoadedModel,
+    images: Sequence[LoadedImage],
+    objective: Any,
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> FeaturesJobResult:
+    """DeepDream on ``images`` → ``dream-NNN-NAME.png`` (each dreamed image), ``dream.png``
+    (originals beside the dreams) and ``dream.json``."""
+    folder = OutputFolder(out, force, manifest="dream.json")
+    x = net.preprocess(list(images), device=_device_of(net))
+    result = dream(
+        net, x, objective, seed=seed, progress=_report(progress, "dream steps"), **(options or {})
+    )
+    figure = plot_dream(result)
+    pixels = result.images
+    if float(pixels.min()) < 0 or float(pixels.max()) > 1:  # normalisation unknown
+        pixels = net.preprocess.invert(result.inputs)
+    with folder as staging:
+        writer = _Writer(staging)
+        for i, image in enumerate(images):
+            writer.image(f"dream-{i:03d}-{_safe(image.name)}.png", pixels[i])
+        writer.figure("dream.png", figure)
+        summary = {"model": net.name, "images": _images_json(images), "dream": result.to_dict()}
+        writer.summary("dream.json", summary)
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+
+
+def run_invert(
+    net: LoadedModel,
+    images: Sequence[LoadedImage],
+    layers: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> FeaturesJobResult:
+    """Feature inversion of ``images`` from each of ``layers`` → ``inversion.png`` and
+    ``inversion.json`` (feature and pixel errors per layer and image)."""
+    folder = OutputFolder(out, force, manifest="inversion.json")
+    x = net.preprocess(list(images), device=_device_of(net))
+    report = _report(progress, "inversion steps")
+    settings = options or {}
+    result: Any
+    if len(layers) == 1:
+        result = invert(net, x, layers[0], seed=seed, progress=report, **settings)
+    else:
+        result = invert_layers(net, x, list(layers), seed=seed, progress=report, **settings)
+    figure = plot_inversion(result)
+    with folder as staging:
+        writer = _Writer(staging)
+        writer.figure("inversion.png", figure)
+        summary = {
+            "model": net.name,
+            "images": _images_json(images),
+            "inversion": result.to_dict(),
+        }
+        writer.summary("inversion.json", summary)
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+
+
+def _image_blocks(net: LoadedModel, images: Sequence[LoadedImage]) -> Iterator[Tensor]:
+    """Preprocess a folder's images a block at a time, as the top-k streams them."""
+    device = _device_of(net)
+    for a in range(0, len(images), 64):
+        yield net.preprocess(list(images[a : a + 64]), device=device)
+
+
+def _check_runs_on(net: LoadedModel, example: Tensor) -> None:
+    """Refuse, in one line, a model that cannot take Fashion-MNIST's (N, 1, 28, 28)."""
+    param = next(net.module.parameters(), None)
+    if param is not None:
+        example = example.to(device=param.device, dtype=param.dtype)
+    try:
+        with guarded(net.module), torch.inference_mode():
+            net.module(example)
+    except SeethroughError:
+        raise  # e.g. a model in training mode: its own message
+    except RuntimeError as error:
+        raise InvalidOptionError(
+            f"model {net.name} cannot run on Fashion-MNIST images (N, 1, 28, 28): "
+            f"{str(error).splitlines()[0]}; use --model fashion-cnn"
+        ) from None
+
+
+def run_top_examples(
+    net: LoadedModel,
+    source: Sequence[LoadedImage] | FashionMNIST,
+    layer: str,
+    out: str | os.PathLike[str],
+    *,
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    batch_size: int | None = None,
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> FeaturesJobResult:
+    """Top-``k`` images per channel of ``layer`` over a folder's images or a Fashion-MNIST
+    split → ``top-examples-NNN.png`` (16 channels each: the receptive-field crops) and
+    ``top-examples.json``."""
+    folder = OutputFolder(out, force, manifest="top-examples.json")
+    report = _report(progress, "images")
+    if isinstance(source, FashionMNIST):
+        if len(source) == 0:
+            raise InvalidInputError("no Fashion-MNIST images to rank (--limit 0?)")
+        _check_runs_on(net, source.inputs(0, 1))
+        data: Any = source
+        transform: Any = FASHION_INPUTS
+        names = [f"{i}: {FASHION_MNIST_CLASSES[int(c)]}" for i, c in enumerate(source.labels)]
+        described: Any = {"dataset": f"fashion-mnist {source.split}", "images": len(source)}
+    else:
+        data, transform = _image_blocks(net, source), net.preprocess
+        names = [im.name for im in source]
+        described = {"images": _images_json(source)}
+    result = top_examples(
+        net, data, layer, channels=channels, k=k, batch_size=batch_size, progress=report
+    )
+    content = result.to_dict()
+    for channel in content["channels"]:
+        for hit in channel["hits"]:
+            hit["name"] = names[hit["image"]]
+    groups = list(range(0, len(result.channels), CHANNELS_PER_TOP_FIGURE))
+    with folder as staging:
+        writer = _Writer(staging)
+        for g, a in enumerate(groups):
+            rows = list(range(a, min(a + CHANNELS_PER_TOP_FIGURE, len(result.channels))))
+            figure = plot_top_examples(result, channels=rows, transform=transform)
+            writer.figure(f"top-examples-{g:03d}.png", figure)
+            if progress is not None:
+                progress("figures", g + 1, len(groups))
+        summary = {"model": net.name, **described, "top_examples": content}
+        writer.summary("top-examples.json", summary)
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)

@@ -1,0 +1,295 @@
+"""What each module does: ablation, gradient analysis, probes, TCAV and module cards —
+against hand computations, weight-level equivalents and planted structure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from seethrough.anatomy import (
+    Ablation,
+    ablate,
+    ablate_weights,
+    anatomy,
+    evaluate,
+    fit_probe,
+    gradient_analysis,
+    probe_layers,
+    surrogate_labels,
+    tcav,
+)
+from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
+
+
+def labelled(n: int = 24, seed: int = 3) -> tuple[nn.Module, Tensor, Tensor]:
+    model = tiny_model()
+    x = tiny_inputs(n=n, seed=seed)
+    with torch.no_grad():
+        logits = model(x)
+    # labels: the prediction for most rows, another class for some (so accuracy < 1)
+    y = logits.argmax(dim=1)
+    y[::4] = (y[::4] + 1) % 5
+    return model, x, y
+
+
+def direct_evaluation(logits: Tensor, y: Tensor, classes: int) -> tuple[float, float, Tensor]:
+    loss = F.cross_entropy(logits, y, reduction="none")
+    hit = (logits.argmax(dim=1) == y).double()
+    per_class = torch.tensor(
+        [float(hit[y == c].mean()) if (y == c).any() else float("nan") for c in range(classes)],
+        dtype=torch.float64,
+    )
+    return float(hit.mean()), float(loss.mean()), per_class
+
+
+class Mlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.fc1 = nn.Linear(6, 8).double()
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(8, 3).double()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x.flatten(1))))
+
+
+class ReadsBatchFirst(nn.Module):
+    """Reads the batch size from its input and reuses it after the layer — the batched
+    sweep cannot expand the layer's output here and must repeat the inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        h = self.inner.relu(self.inner.bn1(self.inner.conv1(x)))
+        h = self.inner.relu(self.inner.bn2(self.inner.conv2(h)))
+        h = F.relu(self.inner.conv3(h))
+        return self.inner.fc(self.inner.pool(h).view(n, -1))
+
+
+def test_evaluation_matches_a_direct_computation_and_ablating_nothing_is_the_identity() -> None:
+    model, x, y = labelled()
+    with torch.no_grad():
+        acc, loss, per_class = direct_evaluation(model(x), y, 5)
+    e = evaluate(model, x, y, batch_size=5)
+    assert e.accuracy == pytest.approx(acc, abs=1e-12)
+    assert e.loss == pytest.approx(loss, abs=1e-9)
+    torch.testing.assert_close(e.class_accuracy, per_class, equal_nan=True)
+    assert 0 < acc < 1
+    nothing = ablate(model, x, y, [Ablation("conv2", ()), Ablation("bn1", (), "mean")])
+    for ev in nothing.evaluations:
+        assert ev.accuracy == e.accuracy and ev.loss == pytest.approx(e.loss, abs=1e-12)
+    assert nothing.accuracy_drop.abs().max() == 0
+
+
+def test_hook_ablation_of_a_channel_equals_zeroing_its_kernel_in_a_copy() -> None:
+    model, x, y = labelled()
+    snap = Snapshot.take(model, x)
+    channels = [(0,), (3,), (1, 4, 5)]
+    by_hook = ablate(model, x, y, [Ablation("conv1", c) for c in channels], batch_size=16)
+    assert by_hook.batched
+    for c, ev in zip(channels, by_hook.evaluations):
+        copy = ablate_weights(model, "conv1", list(c))
+        with torch.no_grad():
+            acc, loss, per_class = direct_evaluation(copy(x), y, 5)
+        assert ev.accuracy == pytest.approx(acc, abs=1e-12)
+        assert ev.loss == pytest.approx(loss, abs=1e-9)
+        torch.testing.assert_close(ev.class_accuracy, per_class, equal_nan=True)
+    snap.assert_unchanged(model, x)
+    assert any(abs(float(d)) > 0 for d in by_hook.loss_increase)  # ablations do something
+
+
+def test_batched_sweep_equals_separate_calls_and_falls_back_when_the_batch_is_read() -> None:
+    model, x, y = labelled(n=20)
+    sweep = [Ablation("conv2", (c,)) for c in range(8)] + [Ablation("bn1", (2,), "resample")]
+    together = ablate(model, x, y, sweep, batch_size=48, seed=4)
+    for k, a in enumerate(sweep):
+        alone = ablate(model, x, y, [a], batch_size=7, seed=4 + k)
+        assert alone.evaluations[0].accuracy == together.evaluations[k].accuracy
+        assert alone.evaluations[0].loss == pytest.approx(together.evaluations[k].loss, abs=1e-9)
+    wrapped = ReadsBatchFirst().eval()
+    fallback = ablate(wrapped, x, y, [Ablation("inner.conv2", (c,)) for c in range(8)])
+    assert not fallback.batched
+    for k in range(8):
+        assert fallback.evaluations[k].loss == pytest.approx(together.evaluations[k].loss, abs=1e-9)
+
+
+def test_mean_ablation_equals_a_hand_computation() -> None:
+    model = Mlp().eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=g)
+    ref = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    result = ablate(model, x, y, [Ablation("fc1", (2, 5), "mean")], reference=ref)
+    with torch.no_grad():
+        h = model.fc1(x)
+        h[:, [2, 5]] = model.fc1(ref)[:, [2, 5]].mean(dim=0)
+        acc, loss, per_class = direct_evaluation(model.fc2(torch.relu(h)), y, 3)
+    ev = result.evaluations[0]
+    assert ev.accuracy == pytest.approx(acc, abs=1e-12)
+    assert ev.loss == pytest.approx(loss, abs=1e-12)
+    torch.testing.assert_close(ev.class_accuracy, per_class)
+
+
+def test_bad_ablations_are_refused_and_the_model_survives_errors() -> None:
+    model, x, y = labelled()
+    with pytest.raises(LayerError, match="no layer"):
+        ablate(model, x, y, [Ablation("conv9", (0,))])
+    with pytest.raises(InvalidOptionError, match=r"out of range.*0 to 5"):
+        ablate(model, x, y, [Ablation("conv1", (6,))])
+    with pytest.raises(InvalidOptionError, match="unknown ablation mode"):
+        ablate(model, x, y, [Ablation("conv1", (0,), "noise")])
+    with pytest.raises(InvalidInputError, match="one label per input"):
+        ablate(model, x, y[:-1], [])
+    with pytest.raises(InvalidInputError, match="class indices 0 to 4"):
+        evaluate(model, x, y + 5)
+    with pytest.raises(LayerError, match="weight ablation needs a conv or linear"):
+        ablate_weights(model, "bn1", [0])
+    failing = Failing(tiny_model(), fail_on=2).eval()
+    snap = Snapshot.take(failing, x)
+    with pytest.raises(RuntimeError, match="boom"):
+        ablate(failing, x, y, [Ablation("inner.conv1", (0,))])
+    snap.assert_unchanged(failing, x)
+
+
+def test_gradient_analysis_of_a_linear_model_is_hand_computable() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).double().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 3, 2, 2, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (16,), generator=g)
+    snap = Snapshot.take(model, x)
+    result = gradient_analysis(model, x, y, ["1"], batch_size=5)
+    snap.assert_unchanged(model, x)
+    m = result.module("1")
+    with torch.no_grad():
+        logits = model(x)
+        dz = torch.softmax(logits, dim=1) - F.one_hot(y, 3).double()  # dLoss/dlogits
+    norms = dz.norm(dim=1)
+    assert m.output_grad == pytest.approx(float(norms.mean()), rel=1e-12)
+    for c in range(3):
+        rows = y == c
+        assert float(m.class_output_grad[c]) == pytest.approx(float(norms[rows].mean()), rel=1e-12)
+        dw = dz[rows].T @ x.flatten(1)[rows] / rows.sum()
+        db = dz[rows].sum(dim=0) / rows.sum()
+        expected = float(torch.cat([dw.reshape(-1), db]).norm())
+        assert float(m.class_param_grad[c]) == pytest.approx(expected, rel=1e-10)
+    dw, db = dz.T @ x.flatten(1) / 16, dz.mean(dim=0)
+    assert m.param_grad == pytest.approx(float(torch.cat([dw.reshape(-1), db]).norm()), rel=1e-10)
+    # gradient × activation per output unit: mean over images of dz · z
+    torch.testing.assert_close(m.grad_x_activation, (dz * logits).mean(dim=0))
+    score = gradient_analysis(model, x, y, ["1"], objective="score").module("1")
+    assert score.output_grad == pytest.approx(1.0)  # d logit_y / d logits is one-hot
+
+
+def test_gradient_analysis_ranks_modules_and_leaves_no_trace() -> None:
+    model, x, y = labelled()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    model.fc.weight.requires_grad_(False)
+    snap = Snapshot.take(model, x)
+    result = gradient_analysis(model, x, y)
+    snap.assert_unchanged(model, x)
+    assert [m.name for m in result.modules] == ["conv1", "bn1", "conv2", "bn2", "conv3", "fc"]
+    ranking = result.ranking()
+    values = [result.module(n).output_grad for n in ranking]
+    assert values == sorted(values, reverse=True)
+    json.dumps(result.to_dict())
+
+
+def test_probe_recovers_a_planted_linear_feature() -> None:
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(1200, 20, generator=g)
+    w = torch.randn(20, generator=g)
+    labels = (features @ w > 0).long()
+    probe = fit_probe(features, labels, seed=1)
+    assert probe.test_accuracy > 0.97
+    assert probe.test_size == 300 and probe.train_size == 900
+    cosine = float(probe.direction() @ (w / w.norm()))
+    assert cosine > 0.95
+    noise = fit_probe(features, torch.randint(0, 2, (1200,), generator=g), seed=1)
+    assert noise.test_accuracy < 0.6  # nothing to find: about chance
+
+
+def test_surrogate_labels() -> None:
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    groups = {"upper": [0, 2, 4], "lower": [1, 3], "other": [5]}
+    assert surrogate_labels(labels, groups).tolist() == [0, 1, 0, 1, 0, 2]
+    with pytest.raises(InvalidOptionError, match=r"classes \[5\] belong to no"):
+        surrogate_labels(labels, {"upper": [0, 2, 4], "lower": [1, 3]})
+
+
+def test_probe_layers_with_baselines_on_a_planted_layer() -> None:
+    model = Mlp().eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(600, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = (model.fc1(x)[:, 3] > 0).long()  # planted: one unit of fc1 holds the label
+    snap = Snapshot.take(model, x)
+    table = probe_layers(model, x, y, ["fc1"], l2=1e-4)
+    snap.assert_unchanged(model, x)
+    assert table.trained[0].test_accuracy > 0.97
+    assert table.random is not None and table.pixels is not None
+    assert table.pixels.test_accuracy > 0.9  # fc1 is linear in the pixels
+    json.dumps(table.to_dict())
+
+
+class Planted(nn.Module):
+    """Class 1's logit is the total of channel 0 at ``feat``; class 0's that of channel 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feat = nn.Conv2d(2, 2, 1, bias=False).double()
+        with torch.no_grad():
+            self.feat.weight.copy_(torch.eye(2)[:, :, None, None])
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.feat(x)).sum(dim=(2, 3))
+        return torch.stack([h[:, 1], h[:, 0]], dim=1)
+
+
+def test_tcav_finds_a_planted_concept_and_not_a_random_one() -> None:
+    model = Planted().eval()
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randn(400, 2, 4, 4, generator=g, dtype=torch.float64)
+    concept = torch.randn(30, 2, 4, 4, generator=g, dtype=torch.float64)
+    concept[:, 0] += 2.0  # the concept: strong channel 0, which drives class 1
+    inputs = torch.randn(40, 2, 4, 4, generator=g, dtype=torch.float64)
+    snap = Snapshot.take(model, inputs)
+    found = tcav(model, "feat", concept, pool, inputs, 1, runs=8, concept_name="ch0")
+    snap.assert_unchanged(model, inputs)
+    # the gradient of class 1 is 1 on channel 0 where it is positive, 0 elsewhere: a CAV
+    # pointing along channel 0 gives a positive derivative for (almost) every input
+    assert float(found.scores.min()) >= 0.9 and found.cav_accuracy.min() > 0.95
+    assert found.significant and found.p_value < 0.01
+    assert float(found.null_scores.mean()) < 0.8  # random directions: mixed signs
+    random = tcav(model, "feat", pool[:30], pool[30:], inputs, 1, runs=8)
+    assert not random.significant
+    with pytest.raises(InvalidInputError, match="need at least"):
+        tcav(model, "feat", concept, pool[:100], inputs, 1, runs=8)
+
+
+def test_anatomy_cards_on_the_tiny_model() -> None:
+    model, x, y = labelled(n=40)
+    snap = Snapshot.take(model, x)
+    result = anatomy(model, x, y, sweep_size=20, probe_size=40)
+    snap.assert_unchanged(model, x)
+    assert [c.name for c in result.cards] == ["conv1", "conv2", "conv3", "fc"]
+    assert [c.module for c in result.cards] == ["bn1", "bn2", "conv3", "fc"]
+    card = result.card("conv2")
+    assert card.channel_drop is not None and len(card.channel_drop) == 8
+    direct = ablate(model, x[:20], y[:20], [Ablation("bn2", (c,)) for c in range(8)])
+    torch.testing.assert_close(card.channel_drop, direct.accuracy_drop)
+    assert card.cumulative[-1][0] == 8
+    everything = ablate(model, x[:20], y[:20], [Ablation("bn2", tuple(range(8)))])
+    assert card.cumulative[-1][1] == pytest.approx(float(everything.accuracy_drop[0]))
+    assert card.gradients is not None and card.probe is not None
+    json.dumps(result.to_dict())
