@@ -95,8 +95,10 @@ def main() -> None:
     parser.add_argument("--model", choices=["fashion", "efficientnet-lite0"], default="fashion")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--layers", default=None, help="Comma-separated (default: all).")
     args = parser.parse_args()
     model, x, y, layers = load(args.model, args.images)
+    layers = args.layers.split(",") if args.layers else layers
     print(
         f"{args.model}, {len(x)} images, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, median of {args.repeats}"

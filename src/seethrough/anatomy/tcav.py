@@ -18,8 +18,11 @@ runs share the concept examples, so their scores agree with each other whatever 
 are, and a set of random images then passes as a "concept" (we measured this on the
 Fashion-MNIST CNN: 60 random training images scored 0.77 against a null of 0.46,
 p = 0.0006). A concept must therefore also be *learnable*: the CAVs must tell its
-examples from random ones on held-out rows better than chance (one-sided binomial test,
-all runs pooled). A concept that fails this has no direction to test.
+examples from random ones on held-out rows better than chance (one-sided binomial test of
+the runs' mean accuracy on one run's number of held-out rows — not pooled over runs, which
+share the concept examples and are not independent evidence). A concept that fails this
+has no direction to test. Testing several concepts or layers, divide ``alpha`` by their
+number (Bonferroni), as the paper's code does.
 
 Activations are flattened (no pooling), as in the paper. Gradients of the class score
 with respect to the layer's output are computed once per layer and reused for every CAV.
@@ -55,7 +58,7 @@ class TcavResult:
     the same with a random set as the concept; ``cav_accuracy``: each CAV's held-out
     accuracy (concept vs random); ``p_value`` of the two-sided Welch t-test;
     ``cav_p_value``: one-sided binomial test that the CAVs tell the concept from random
-    inputs better than chance (held-out predictions of all runs pooled);
+    inputs better than chance (their mean held-out accuracy, on one run's held-out rows);
     ``significant`` = both below ``alpha``."""
 
     concept: str
@@ -207,12 +210,12 @@ def tcav(
     random_sets = [acts_random[i * n : (i + 1) * n] for i in range(runs + 1)]
     grads = layer_gradients(module, class_inputs, layer, target, batch_size).to(acts_concept)
     scores, null, accuracy = [], [], []
-    correct = held_out = 0
+    held_out = 0
     for i in range(runs):
         cav, acc, size = concept_activation_vector(acts_concept, random_sets[i], seed=seed + i)
         scores.append(float((grads @ cav > 0).double().mean()))
         accuracy.append(acc)
-        correct, held_out = correct + round(acc * size), held_out + size
+        held_out = size
         # null: another random set plays the concept against random set i
         stand_in = random_sets[i + 1]
         null_cav, _, _ = concept_activation_vector(stand_in, random_sets[i], seed=seed + i)
@@ -228,7 +231,7 @@ def tcav(
         null_scores=z,
         cav_accuracy=torch.tensor(accuracy, dtype=torch.float64),
         p_value=_welch_p(s, z),
-        cav_p_value=_binomial_p(correct, held_out),
+        cav_p_value=_binomial_p(round(sum(accuracy) / runs * held_out), held_out),
         alpha=alpha,
         seconds=time.perf_counter() - started,
     )
