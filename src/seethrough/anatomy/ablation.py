@@ -519,7 +519,7 @@ def ablate(
         ``progress(done, total)`` in images × layer groups.
     """
     started = time.perf_counter()
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     module = _unwrap(model, None)[0]
     x, y = check_labelled(inputs, labels, module)

@@ -136,9 +136,9 @@ class Anatomy:
 
 def block_outputs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     """``(block name, module whose output is the block's output)`` in execution order:
-    the blocks of :func:`seethrough.trust.steps.randomization_steps` (a stage
+    the blocks of :func:`seethrough.core.steps.randomization_steps` (a stage
     ``_blocks.1-2`` ends at ``_blocks.2``; a conv followed by its norm ends at the norm)."""
-    from ..trust.steps import randomization_steps
+    from ..core.steps import randomization_steps
 
     names = dict(model.named_modules())
     out = []
@@ -212,7 +212,7 @@ def anatomy(
     ablation and gradients use every input; channel sweeps the first ``sweep_size``,
     probes the first ``probe_size`` (``None``: all). ``progress(stage, done, total)``.
     """
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     started = time.perf_counter()
     module, labels_of_model, _ = _unwrap(model, class_names)

@@ -153,7 +153,7 @@ def gradient_analysis(
     Images are processed class by class, so that per-class parameter gradients need one
     parameter-sized buffer, not one per class.
     """
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     started = time.perf_counter()
     if objective not in OBJECTIVES:

@@ -165,7 +165,7 @@ def collect_activations(
 ) -> Tensor:
     """``(N, F)`` features of ``layer``'s output (``"pixels"``: of the inputs), streamed
     chunk by chunk (module docstring); float32 on the inputs' device."""
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     module = _unwrap(model, None)[0]
     if layer == PIXELS:
@@ -306,7 +306,7 @@ def probe_layers(
 ) -> ProbeTable:
     """Probe accuracy per layer (module docstring), with the raw-pixel and
     random-network baselines when ``baselines``. Every probe uses the same split."""
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     started = time.perf_counter()
     module = _unwrap(model, None)[0]

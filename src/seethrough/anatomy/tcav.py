@@ -184,7 +184,7 @@ def tcav(
     alpha : float
         Significance level of the t-test.
     """
-    from ..attribution.base import _unwrap
+    from ..core.guard import unwrap_model as _unwrap
 
     started = time.perf_counter()
     module = _unwrap(model, None)[0]

@@ -393,16 +393,9 @@ def explain_all(
 
 def _unwrap(model: Any, labels: Sequence[str] | None) -> tuple[nn.Module, Any, Any]:
     """Accept an ``nn.Module`` or a ``LoadedModel`` (module + labels + preprocess)."""
-    if isinstance(model, nn.Module):
-        return model, labels, None
-    module = getattr(model, "module", None)
-    if isinstance(module, nn.Module):
-        return module, labels if labels is not None else model.labels, model.preprocess
-    from ..errors import InvalidInputError
+    from ..core.guard import unwrap_model
 
-    raise InvalidInputError(
-        f"model must be a torch.nn.Module or a seethrough LoadedModel, got {type(model).__name__}"
-    )
+    return unwrap_model(model, labels)
 
 
 def _expand_topk(run: Run, x: Tensor, target: Target) -> tuple[Tensor, Target, Tensor]:

@@ -8,15 +8,16 @@ and the global RNG state is forked. Everything is restored in ``finally``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError, ModelStateError
 
-__all__ = ["check_inputs", "guarded", "model_device"]
+__all__ = ["check_inputs", "guarded", "model_device", "unwrap_model"]
 
 
 def _training_modules(model: nn.Module) -> list[str]:
@@ -66,6 +67,19 @@ def guarded(model: nn.Module, devices: list[torch.device] | None = None) -> Iter
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
+
+
+def unwrap_model(model: Any, labels: Sequence[str] | None = None) -> tuple[nn.Module, Any, Any]:
+    """``(module, labels, preprocess)`` of an ``nn.Module`` or a ``LoadedModel`` (module +
+    labels + preprocess); ``labels`` given here win over the model's own."""
+    if isinstance(model, nn.Module):
+        return model, labels, None
+    module = getattr(model, "module", None)
+    if isinstance(module, nn.Module):
+        return module, labels if labels is not None else model.labels, model.preprocess
+    raise InvalidInputError(
+        f"model must be a torch.nn.Module or a seethrough LoadedModel, got {type(model).__name__}"
+    )
 
 
 def check_inputs(inputs: object, model: nn.Module) -> Tensor:

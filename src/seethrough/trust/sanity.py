@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import _unwrap, explain, make_method
+from ..attribution.base import explain, make_method
 from ..attribution.explanation import Explanation
 from ..core.budget import Budget
-from ..core.guard import check_inputs
+from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
@@ -208,7 +208,7 @@ def _compare(
 
 
 def _module(model: Any) -> nn.Module:
-    return _unwrap(model, None)[0]
+    return unwrap_model(model)[0]
 
 
 def _check_methods(methods: Sequence[str]) -> None:
