@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,37 @@ _model_options = [
         help="Where the model runs; auto picks CUDA when available.",
     ),
 ]
+
+
+# Options shared by the analysis commands (features, anatomy).
+def output_options(default: str) -> Callable[[Any], Any]:
+    def decorate(func: Any) -> Any:
+        func = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(func)
+        func = click.option(
+            "--force", is_flag=True, help="Replace the results in an existing output folder."
+        )(func)
+        return click.option(
+            "--out", default=default, show_default=True, type=click.Path(), help="Output folder."
+        )(func)
+
+    return decorate
+
+
+layer_option: Callable[[Any], Any] = click.option(
+    "--layer", required=True, help="Dotted layer name (see 'seethrough layers')."
+)
+seed_option: Callable[[Any], Any] = click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of everything random."
+)
+batch_option: Callable[[Any], Any] = click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Most rows per forward pass (default: chosen per command).",
+)
+recursive_option: Callable[[Any], Any] = click.option(
+    "--recursive", is_flag=True, help="Also load images in subfolders of folders."
+)
 
 
 def model_options(func: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli import _Bars, _load, _model_options, cli
+from .cli import _Bars, _load, _model_options, batch_option, cli, output_options, seed_option
 from .errors import InvalidOptionError
 
 __all__ = ["anatomy_command"]
@@ -101,22 +101,9 @@ def _class_index(text: str | None, labels: Any) -> int | None:
     type=click.IntRange(min=2),
     help="Random sets per concept test.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of everything random.")
-@click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Most rows per pass (default 256).",
-)
-@click.option(
-    "--out",
-    default="seethrough-anatomy",
-    show_default=True,
-    type=click.Path(),
-    help="Output folder.",
-)
-@click.option("--force", is_flag=True, help="Replace the results in an existing output folder.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+@seed_option
+@batch_option
+@output_options("seethrough-anatomy")
 @_options
 def anatomy_command(
     *,

@@ -28,7 +28,18 @@ def features() -> None:
     feature inversion and top-activating examples (PNG figures and JSON)."""
 
 
-from .cli import _Bars, _check_model_options, _device, _load, model_options  # noqa: E402
+from .cli import (  # noqa: E402
+    _Bars,
+    _check_model_options,
+    _device,
+    _load,
+    batch_option,
+    layer_option,
+    model_options,
+    output_options,
+    recursive_option,
+    seed_option,
+)
 
 __all__ = ["FASHION_CNN", "features"]
 
@@ -103,37 +114,9 @@ def _run(quiet: bool, job: Callable[[_Bars], Any]) -> Any:
         bars.close()
 
 
-def _output_options(default: str) -> Callable[[Any], Any]:
-    def decorate(func: Any) -> Any:
-        func = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(func)
-        func = click.option(
-            "--force", is_flag=True, help="Replace the results in an existing output folder."
-        )(func)
-        return click.option(
-            "--out", default=default, show_default=True, type=click.Path(), help="Output folder."
-        )(func)
-
-    return decorate
-
-
-_layer_option = click.option(
-    "--layer", required=True, help="Dotted layer name (see 'seethrough layers')."
-)
-_seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Seed.")
-_batch_option = click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Most images per pass (default: adapt to memory).",
-)
-_recursive_option = click.option(
-    "--recursive", is_flag=True, help="Also load images in subfolders of folders."
-)
-
-
 @features.command("filters")
 @model_options
-@_layer_option
+@layer_option
 @click.option(
     "--mode",
     type=click.Choice(["auto", "rgb", "kernels", "channels", "norms"]),
@@ -143,7 +126,7 @@ _recursive_option = click.option(
     "channel); channels: filters × input channels; norms: L2 norm per (filter, input).",
 )
 @click.option("--filters", "chosen", default=None, help="Filters to show, e.g. 0-7,12.")
-@_output_options("seethrough-filters")
+@output_options("seethrough-filters")
 def filters_command(*, layer: str, mode: str, chosen: str | None, **rest: Any) -> None:
     """The weights of a conv layer as an image grid → filters.png, filters.json."""
     from .jobs.features import run_filters
@@ -159,7 +142,7 @@ def filters_command(*, layer: str, mode: str, chosen: str | None, **rest: Any) -
 @features.command("maps")
 @click.argument("images", nargs=-1)
 @model_options
-@_layer_option
+@layer_option
 @click.option(
     "--channels",
     default="top",
@@ -174,9 +157,9 @@ def filters_command(*, layer: str, mode: str, chosen: str | None, **rest: Any) -
     show_default=True,
     help="Sort channels by mean or max activation over the images, or by index.",
 )
-@_batch_option
-@_recursive_option
-@_output_options("seethrough-maps")
+@batch_option
+@recursive_option
+@output_options("seethrough-maps")
 def maps_command(
     *,
     images: tuple[str, ...],
@@ -246,9 +229,9 @@ def maps_command(
     help="Optimise the one objective from this many seeds (≥ 2) and measure how different "
     "the solutions are.",
 )
-@_seed_option
-@_batch_option
-@_output_options("seethrough-maximize")
+@seed_option
+@batch_option
+@output_options("seethrough-maximize")
 def maximize_command(
     *,
     layer: str | None,
@@ -312,17 +295,17 @@ def maximize_command(
 @features.command("dream")
 @click.argument("images", nargs=-1)
 @model_options
-@_layer_option
+@layer_option
 @click.option("--channel", default=None, type=click.IntRange(min=0), help="Only this channel.")
 @click.option("--octaves", default=None, type=click.IntRange(min=1), help="Pyramid levels.")
 @click.option("--octave-scale", default=None, type=float, help="Size ratio between levels.")
 @click.option("--steps", default=None, type=click.IntRange(min=1), help="Steps per octave.")
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="Step size.")
 @click.option("--jitter", default=None, type=click.IntRange(min=0), help="Largest random roll.")
-@_seed_option
-@_batch_option
-@_recursive_option
-@_output_options("seethrough-dream")
+@seed_option
+@batch_option
+@recursive_option
+@output_options("seethrough-dream")
 def dream_command(
     *,
     images: tuple[str, ...],
@@ -378,10 +361,10 @@ def dream_command(
 @click.option("--steps", default=None, type=click.IntRange(min=1), help="Optimizer steps.")
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="Adam lr.")
 @click.option("--tv-weight", default=None, type=click.FloatRange(min=0), help="TV prior weight.")
-@_seed_option
-@_batch_option
-@_recursive_option
-@_output_options("seethrough-invert")
+@seed_option
+@batch_option
+@recursive_option
+@output_options("seethrough-invert")
 def invert_command(
     *,
     images: tuple[str, ...],
@@ -422,7 +405,7 @@ def invert_command(
 @features.command("top-examples")
 @click.argument("images", nargs=-1)
 @model_options
-@_layer_option
+@layer_option
 @click.option(
     "--dataset",
     type=click.Choice(["fashion-mnist"]),
@@ -435,9 +418,9 @@ def invert_command(
 )
 @click.option("--channels", default="all", show_default=True, help="'all' or e.g. 0-7,12.")
 @click.option("--k", default=9, show_default=True, type=click.IntRange(min=1), help="Per channel.")
-@_batch_option
-@_recursive_option
-@_output_options("seethrough-top-examples")
+@batch_option
+@recursive_option
+@output_options("seethrough-top-examples")
 @click.pass_context
 def top_examples_command(
     ctx: click.Context,
