@@ -16,6 +16,7 @@ from seethrough.anatomy import (
     ablate,
     ablate_weights,
     anatomy,
+    collect_activations,
     evaluate,
     fit_probe,
     gradient_analysis,
@@ -293,3 +294,23 @@ def test_anatomy_cards_on_the_tiny_model() -> None:
     assert card.cumulative[-1][1] == pytest.approx(float(everything.accuracy_drop[0]))
     assert card.gradients is not None and card.probe is not None
     json.dumps(result.to_dict())
+
+
+def test_collected_features_are_flattened_or_pooled_to_the_cap() -> None:
+    model, x, _ = labelled(n=6)
+    with torch.no_grad():
+        out = model.bn2(model.conv2(model.relu(model.bn1(model.conv1(x)))))  # (6, 8, 12, 12)
+    full = collect_activations(model, x, "bn2", max_features=None)
+    torch.testing.assert_close(full, out.reshape(6, -1).float())
+    pooled = collect_activations(model, x, "bn2", max_features=300)  # 8·6² = 288 ≤ 300
+    expected = F.adaptive_avg_pool2d(out, 6).reshape(6, -1).float()
+    torch.testing.assert_close(pooled, expected)
+    with pytest.raises(InvalidOptionError, match="no spatial grid"):
+        collect_activations(model, x, "fc", max_features=3)
+    # float32, flattened: the in-place ReLU after bn2 must not overwrite what was kept
+    single = tiny_model(dtype=torch.float32)
+    with torch.no_grad():
+        h = single.bn2(single.conv2(single.relu(single.bn1(single.conv1(x.float())))))
+    assert (h < 0).any()
+    kept = collect_activations(single, x.float(), "bn2", max_features=None)
+    torch.testing.assert_close(kept, h.reshape(6, -1))

@@ -154,24 +154,13 @@ def block_outputs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     return out
 
 
-def _shapes(model: nn.Module, example: Tensor, modules: Sequence[str]) -> dict[str, tuple]:
+def _shapes(model: nn.Module, example: Tensor) -> dict[str, tuple[int, ...]]:
+    """Each module's output shape (without the batch dimension), from one traced pass."""
     from ..core.guard import guarded
-    from ..core.hooks import HookSet
+    from ..core.layers import trace_layers
 
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def keep(name: str) -> Callable[..., None]:
-        def hook(m: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(output, Tensor):
-                shapes.setdefault(name, tuple(output.shape[1:]))
-
-        return hook
-
-    with guarded(model, [example.device]), HookSet() as hooks, torch.inference_mode():
-        for name in modules:
-            hooks.add(find_layer(model, name).register_forward_hook(keep(name)))
-        model(example)
-    return shapes
+    with guarded(model, [example.device]):
+        return {info.name: info.shape[1:] for info in trace_layers(model, example)}
 
 
 def _cumulative(
@@ -224,7 +213,7 @@ def anatomy(
             find_layer(module, m)
         named = [(m, m) for m in modules]
     names = [m for _, m in named]
-    shapes = _shapes(module, x[:1], names)
+    shapes = _shapes(module, x[:1])
 
     def report(stage: str) -> Callable[[int, int], None] | None:
         if progress is None:

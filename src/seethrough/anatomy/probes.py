@@ -139,17 +139,17 @@ def surrogate_labels(labels: Tensor, groups: Mapping[str, Sequence[int]]) -> Ten
     return table[labels.cpu().long()].to(labels.device)
 
 
-def _features(output: Tensor, max_features: int) -> Tensor:
+def _features(output: Tensor, max_features: int | None) -> Tensor:
     """``(n, F)`` with ``F ≤ max_features``: the flattened output, or average-pooled to
-    the largest square grid that fits."""
+    the largest square grid that fits (``None``: always the flattened output)."""
     flat = output.reshape(len(output), -1)
-    if flat.shape[1] <= max_features or output.dim() != 4:
-        if flat.shape[1] > max_features:
-            raise InvalidOptionError(
-                f"the output has {flat.shape[1]} features per image and no spatial grid "
-                f"to pool; raise max_features above it"
-            )
+    if max_features is None or flat.shape[1] <= max_features:
         return flat
+    if output.dim() != 4:
+        raise InvalidOptionError(
+            f"the output has {flat.shape[1]} features per image and no spatial grid "
+            f"to pool; raise max_features above it"
+        )
     side = max(1, math.isqrt(max_features // output.shape[1]))
     side = min(side, output.shape[2], output.shape[3])
     return F.adaptive_avg_pool2d(output, side).reshape(len(output), -1)
@@ -160,11 +160,12 @@ def collect_activations(
     inputs: Tensor,
     layer: str,
     *,
-    max_features: int = MAX_FEATURES,
+    max_features: int | None = MAX_FEATURES,
     batch_size: int | None = None,
 ) -> Tensor:
     """``(N, F)`` features of ``layer``'s output (``"pixels"``: of the inputs), streamed
-    chunk by chunk (module docstring); float32 on the inputs' device."""
+    chunk by chunk (module docstring); float32 on the inputs' device. ``max_features=None``
+    keeps the whole flattened output (as TCAV needs)."""
     from ..core.guard import unwrap_model as _unwrap
 
     module = _unwrap(model, None)[0]
@@ -181,7 +182,8 @@ def collect_activations(
     def keep(m: nn.Module, args: Any, output: Any) -> None:
         if not isinstance(output, Tensor):
             raise LayerError(f"layer {layer!r} returns {type(output).__name__}, not a tensor")
-        parts.append(_features(output.detach().float(), max_features))
+        # a copy: an in-place op after the layer (ReLU(inplace=True)) would overwrite a view
+        parts.append(_features(output.detach(), max_features).to(torch.float32, copy=True))
 
     def step(start: int, stop: int) -> None:
         with HookSet() as hooks, torch.inference_mode():

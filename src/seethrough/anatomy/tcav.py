@@ -201,11 +201,11 @@ def tcav(
     order = torch.randperm(len(random_pool), generator=torch.Generator().manual_seed(seed))
     sets = [order[i * n : (i + 1) * n] for i in range(runs + 1)]
     acts_concept = collect_activations(
-        module, concept, layer, max_features=2**62, batch_size=batch_size
+        module, concept, layer, max_features=None, batch_size=batch_size
     )
     used = torch.cat(sets).to(random_pool.device)
     acts_random = collect_activations(
-        module, random_pool[used], layer, max_features=2**62, batch_size=batch_size
+        module, random_pool[used], layer, max_features=None, batch_size=batch_size
     )
     random_sets = [acts_random[i * n : (i + 1) * n] for i in range(runs + 1)]
     grads = layer_gradients(module, class_inputs, layer, target, batch_size).to(acts_concept)
