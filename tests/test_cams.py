@@ -208,18 +208,31 @@ def test_score_cam_equals_pytorch_grad_cam(
 def test_ablation_cam_equals_pytorch_grad_cam(
     lite0: st.LoadedModel, photos: Tensor, resnet: nn.Module
 ) -> None:
-    """On layers after a ReLU (minimum 0), where pytorch-grad-cam also zeroes channels."""
+    """On layers after a ReLU (minimum 0), where pytorch-grad-cam also zeroes channels.
+
+    Where the target score y is negative (both rows of the untrained ResNet) we divide
+    by |y| and pytorch-grad-cam by y: ours is its map and weights times sign(y) — the
+    deliberate difference (see ``test_cam_signs``); for y > 0 (EfficientNet) the same.
+    """
     small = F.interpolate(photos, size=(32, 32), mode="bilinear", align_corners=False)
     medium = F.interpolate(photos, size=(64, 64), mode="bilinear", align_corners=False)
     cases = [
-        ("effnet", lite0.module, "_act0", medium[:1], EFFNET_CLASSES[:1]),
-        ("resnet", resnet, "layer1", small, MIXED),
+        ("effnet", lite0.module, "_act0", medium[:1], EFFNET_CLASSES[:1], [1.0]),
+        ("resnet", resnet, "layer1", small, MIXED, [-1.0, -1.0]),
     ]
-    for label, model, layer, x, classes in cases:
+    for label, model, layer, x, classes, signs in cases:
         ours = st.explain(model, x, "ablation_cam", target=classes, layer=layer)
+        assert torch.sign(ours.scores).tolist() == signs
         raw, weights = oracle(AblationCAM, model, layer, x, classes)
         assert weights is not None
-        assert_oracle(f"ablation_cam/{label}/weights", ours.channel_weights, weights, PERTURBED)
+        sign = torch.tensor(signs)
+        assert_oracle(
+            f"ablation_cam/{label}/weights",
+            ours.channel_weights,
+            weights * sign[:, None],
+            PERTURBED,
+        )
+        raw = raw * sign[:, None, None, None]
         assert_oracle(f"ablation_cam/{label}/map", ours.attributions, raw, PERTURBED)
 
 
@@ -278,7 +291,7 @@ def test_ablation_cam_scores_equal_ablating_by_hand() -> None:
                 float(ours.channel_scores[i, k]), y_k, rtol=1e-12, atol=1e-12
             )
             torch.testing.assert_close(
-                float(ours.channel_weights[i, k]), (y - y_k) / y, rtol=1e-10, atol=1e-12
+                float(ours.channel_weights[i, k]), (y - y_k) / abs(y), rtol=1e-10, atol=1e-12
             )
 
 

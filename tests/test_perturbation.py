@@ -14,7 +14,7 @@ import seethrough as st
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
 from seethrough.attribution import perturbation
 from seethrough.attribution.integrated_gradients import gaussian_blur
-from seethrough.errors import InvalidOptionError
+from seethrough.errors import InvalidOptionError, TargetError
 
 # ---------------------------------------------------------------------------------------
 # Helpers
@@ -84,15 +84,24 @@ class Recording(nn.Module):
 
 
 def rise_by_loop(
-    model: nn.Module, x: Tensor, masks: Tensor, base: Tensor, targets: Tensor, p: float
+    model: nn.Module,
+    x: Tensor,
+    masks: Tensor,
+    base: Tensor,
+    targets: Tensor,
+    p: float,
+    score: str = "logit",
 ) -> Tensor:
-    """The RISE sum written out: one mask and one image at a time."""
+    """The RISE sum written out: one mask and one image at a time; ``score`` is the
+    target's logit or its softmax probability over the classes (the paper's)."""
     out = torch.zeros(len(x), *x.shape[2:], dtype=x.dtype)
     with torch.no_grad():
         for i in range(len(x)):
             for mask in masks:
                 masked = x[i] * mask + (1 - mask) * base[i]
-                out[i] += model(masked[None])[0, targets[i]] * mask
+                logits = model(masked[None])[0]
+                f = torch.softmax(logits, dim=0) if score == "probability" else logits
+                out[i] += f[targets[i]] * mask
     return (out / (len(masks) * p))[:, None].expand_as(x)
 
 
@@ -248,6 +257,51 @@ def test_rise_with_a_baseline_equals_the_direct_loop() -> None:
     torch.testing.assert_close(ex.attributions, expected, rtol=0, atol=1e-13)
 
 
+def test_rise_on_probabilities_equals_the_direct_loop_with_the_same_masks() -> None:
+    """The paper's form: the masked inputs' class probabilities, softmax over classes."""
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(
+        model,
+        x,
+        "rise",
+        masks=12,
+        cell=3,
+        probability=0.4,
+        seed=7,
+        batch_size=5,
+        target=[1, 4],
+        score="probability",
+    )
+    assert ex.settings["score"] == "probability"
+    made = perturbation.RiseMasks(12, 3, 0.4, (12, 12), 7, x.dtype, x.device)
+    zeros = torch.zeros_like(x)
+    expected = rise_by_loop(model, x, made.masks(0, 12), zeros, ex.targets, 0.4, "probability")
+    torch.testing.assert_close(ex.attributions, expected, rtol=0, atol=1e-15)
+    logits = rise_by_loop(model, x, made.masks(0, 12), zeros, ex.targets, 0.4)
+    assert not torch.allclose(expected, logits)  # the option changes the map
+    with torch.no_grad():
+        clean = model(x)[torch.arange(2), ex.targets]
+    torch.testing.assert_close(ex.scores, clean, rtol=0, atol=0)  # scores stay logits
+
+
+def test_rise_on_probabilities_keeping_every_cell_gives_the_probability_everywhere() -> None:
+    """p = 1, a linear model: every mask is all ones, so S = softmax(W x + b)[c]."""
+    model, x = Linear((3, 6, 6)).eval(), tiny_inputs(n=2, size=6)
+    ex = st.explain(model, x, "rise", masks=5, cell=2, probability=1.0, score="probability")
+    with torch.no_grad():
+        logits = x.flatten(1) @ model.weight.T + model.bias
+    p = (logits.exp() / logits.exp().sum(dim=1, keepdim=True))[torch.arange(2), ex.targets]
+    torch.testing.assert_close(ex.attributions, p.view(2, 1, 1, 1).expand_as(x), rtol=1e-14, atol=0)
+
+
+def test_rise_on_probabilities_refuses_a_callable_target() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    before = Snapshot.take(model, x)
+    with pytest.raises(TargetError, match="needs class targets"):
+        st.explain(model, x, "rise", masks=2, score="probability", target=lambda o: o[:, 0])
+    before.assert_unchanged(model, x)
+
+
 def test_rise_keeping_every_cell_gives_the_score_everywhere() -> None:
     """p = 1: every mask is all ones, so S = Σ f(x) · 1 / N = f(x) at every pixel."""
     model, x = Linear((3, 6, 6)).eval(), tiny_inputs(n=2, size=6)
@@ -340,6 +394,7 @@ def test_model_untouched_on_success_and_when_forward_raises(method: str, fail_on
         ("rise", {"cell": 2.5}, "cell must be a positive integer"),
         ("rise", {"probability": 0.0}, r"probability must be in \(0, 1\]"),
         ("rise", {"probability": 1.5}, r"probability must be in \(0, 1\]"),
+        ("rise", {"score": "softmax"}, r"unknown score 'softmax' \(valid: logit, probability\)"),
     ],
 )
 def test_bad_options_are_refused(method: str, options: dict[str, Any], message: str) -> None:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 import seethrough as st
 from helpers import Snapshot, tiny_inputs, tiny_model
+from seethrough.errors import InvalidOptionError
 from seethrough.trust.faithfulness import (
     aopc,
     deletion,
@@ -238,3 +239,97 @@ def test_input_invariance_of_a_cam_with_a_named_layer() -> None:
     cam = st.explain(model, x, "grad_cam", target=1, layer="conv3")
     result = input_invariance(model, cam)  # the layer is found inside the twin
     assert bool(result.extra["invariant"].all()), result.scores
+
+
+# ------------------------------------------------------------------ ties in the ranking
+
+
+class RegionMean(nn.Module):
+    """Logit 0 is the mean of a 16×16 corner of a (1, 32, 32) input; logit 1 is 0."""
+
+    def __init__(self, corner: str) -> None:
+        super().__init__()
+        self.rows = slice(0, 16) if corner == "top_left" else slice(16, 32)
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        inside = self.scale * x[:, 0, self.rows, self.rows].mean(dim=(1, 2))
+        return torch.stack([inside, torch.zeros_like(inside)], dim=1)
+
+
+def _constant_map_case(corner: str) -> tuple[nn.Module, st.Explanation]:
+    model = RegionMean(corner).eval()
+    x = torch.ones(1, 1, 32, 32, dtype=torch.float64)
+    ex = st.explain(model, x, "gradient", target=0)
+    return model, ex.replace(attributions=torch.zeros_like(x))
+
+
+def test_a_constant_maps_deletion_does_not_depend_on_where_the_object_is() -> None:
+    """A constant map says nothing about where the object is, so its deletion curve must
+    not either. Raster-order ties removed the top-left corner first: AUC 0.25 for a model
+    that reads the top-left 16×16 corner vs 0.75 for one reading the bottom-right one.
+    With random ties the fraction of the corner left after removing n of 1024 pixels is
+    hypergeometric with mean 1 − n/1024, so the expected AUC is exactly 0.5 for both
+    (16 steps of 64 pixels); simulated sd of one draw: 0.016 per AUC, 0.025 for the
+    difference (2000 draws), so the bounds below are ≥ 4 sd (one seed) and ≥ 5 sd (the
+    mean of 8 seeds)."""
+    top, top_ex = _constant_map_case("top_left")
+    bottom, bottom_ex = _constant_map_case("bottom_right")
+    kwargs = {"steps": 16, "score": "logit"}
+    one = float(deletion(top, top_ex, **kwargs).scores[0])
+    other = float(deletion(bottom, bottom_ex, **kwargs).scores[0])
+    assert abs(one - other) < 0.1, (one, other)
+    seeds = range(8)
+    tops = [float(deletion(top, top_ex, seed=s, **kwargs).scores[0]) for s in seeds]
+    bottoms = [float(deletion(bottom, bottom_ex, seed=s, **kwargs).scores[0]) for s in seeds]
+    assert abs(np.mean(tops) - np.mean(bottoms)) < 0.05
+    assert abs(np.mean(tops) - 0.5) < 0.03 and abs(np.mean(bottoms) - 0.5) < 0.03
+    raster = deletion(top, top_ex, ties="raster", **kwargs)  # the old order, on request
+    assert float(raster.scores[0]) == pytest.approx(0.25, abs=1e-12)  # 2 rows a step
+
+
+def test_a_constant_maps_aopc_and_road_do_not_depend_on_where_the_object_is() -> None:
+    """AOPC ranks 4×4 regions, ROAD pixels; both broke ties in raster order. For ROAD on a
+    constant map MoRF and LeRF remove equally uninformative pixels, so LeRF − MoRF must
+    average out near 0 (raster order: MoRF removed the top rows, LeRF the bottom rows,
+    and the gap was 0.54 on an image that is 1 in the top-left corner)."""
+    top, top_ex = _constant_map_case("top_left")
+    bottom, bottom_ex = _constant_map_case("bottom_right")
+    kwargs = {"patch": 4, "regions": 32, "replacement": "zeros"}
+    tops = [float(aopc(top, top_ex, seed=s, **kwargs).scores[0]) for s in range(32)]
+    bottoms = [float(aopc(bottom, bottom_ex, seed=s, **kwargs).scores[0]) for s in range(32)]
+    # expected mean drop: (1/33) Σ_k k/64 = 0.25 for both corners (16 of 64 cells inside);
+    # simulated sd of one seed 0.069, so of a mean of 32: 0.012, of a difference: 0.017.
+    # Raster order: 0.56 for the top-left corner, 0 for the bottom-right one.
+    assert abs(np.mean(tops) - np.mean(bottoms)) < 0.07
+    assert abs(np.mean(tops) - 0.25) < 0.05 and abs(np.mean(bottoms) - 0.25) < 0.05
+    corner = torch.zeros_like(top_ex.inputs)
+    corner[..., :16, :16] = 1.0  # imputing a constant image would change nothing
+    top_ex = top_ex.replace(inputs=corner)
+    kwargs = {"percentages": (25, 50), "noise": 0.0, "score": "logit"}
+    gaps = [float(road(top, top_ex, seed=s, **kwargs).scores[0]) for s in range(8)]
+    assert abs(np.mean(gaps)) < 0.03, gaps  # per seed: sd 0.01; raster order: 0.54
+    assert float(road(top, top_ex, ties="raster", **kwargs).scores[0]) > 0.5
+
+
+def test_random_ties_are_seeded_and_leave_maps_without_ties_as_before() -> None:
+    flat = torch.zeros(2, 3, 6, 6)
+    flat[:, :, 0, 0] = 1.0  # one clear winner, 35 tied pixels
+    a, b = pixel_ranks(flat, seed=5), pixel_ranks(flat, seed=5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, pixel_ranks(flat, seed=6))
+    assert torch.equal(a[0], a[1])  # one permutation per call: a batch ranks like its rows
+    assert int(a[0, 0, 0]) == 0 and sorted(a[0].flatten().tolist()) == list(range(36))
+    assert pixel_ranks(flat, ties="raster")[0].flatten().tolist() == list(range(36))
+    maps = torch.randn(3, 3, 7, 7, generator=torch.Generator().manual_seed(2))
+    old = torch.argsort(torch.argsort(-maps.sum(1).flatten(1), dim=1, stable=True), dim=1)
+    for seed in (0, 1, 17):
+        assert torch.equal(pixel_ranks(maps, seed=seed).flatten(1), old)
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient_x_input", target=[1, 3])
+    for metric in (deletion, insertion):
+        new = metric(model, ex, steps=9, seed=3)
+        assert torch.equal(new.curve, metric(model, ex, steps=9, ties="raster").curve)
+        assert new.settings["ties"] == "random" and new.settings["seed"] == 3
+    with pytest.raises(InvalidOptionError, match="unknown ties 'first'"):
+        deletion(model, ex, ties="first")

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.layers import default_cam_layer, find_layer
+from ..core.rules import Rectifiers, check_rectifiers
 from ..core.targets import Target
 from ..errors import InvalidOptionError, LayerError
 from .base import Attribution, Method, Run, register
@@ -82,10 +83,13 @@ class GuidedGradCam(Method):
     interpolation : str
         How the map is upsampled to the input: ``"bilinear"`` (default, as in the
         paper), ``"nearest"`` (Captum's default) or ``"bicubic"``.
+    rectifiers : "auto", "all", collection of str, or callable
+        Which ReLU-like calls guided backprop rewrites; see :class:`GuidedBackprop`.
     """
 
     layer: str | None = None
     interpolation: str = "bilinear"
+    rectifiers: Rectifiers = "auto"
 
     name = "guided_grad_cam"
     result_type = GuidedGradCamExplanation
@@ -99,11 +103,12 @@ class GuidedGradCam(Method):
             raise InvalidOptionError(
                 f"unknown interpolation {self.interpolation!r} (valid: {', '.join(INTERPOLATIONS)})"
             )
+        object.__setattr__(self, "rectifiers", check_rectifiers(self.rectifiers))
 
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
         cam = GradCam(layer=self.layer, relu=True).attribute_rows(run, x, target)
         target = target.fixed(cam.indices)
-        guided = rectified_gradients(run, x, target, "guided", self.name)
+        guided = rectified_gradients(run, x, target, "guided", self.name, self.rectifiers)
         align = False if self.interpolation != "nearest" else None
         upsampled = F.interpolate(
             cam.values, size=x.shape[2:], mode=self.interpolation, align_corners=align

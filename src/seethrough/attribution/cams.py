@@ -3,7 +3,9 @@
 Every method returns a raw map at the layer's resolution ``(N, 1, h, w)`` — no ReLU, no
 min-max (``relu=True`` rectifies it); upsample with :meth:`Explanation.to_input_size`.
 The formulas follow pytorch-grad-cam (1.5) before its ``np.maximum`` and
-``scale_cam_image``, so that its maps and ours agree up to that normalisation.
+``scale_cam_image``, so that its maps and ours agree up to that normalisation — except
+where a class says otherwise (Ablation-CAM with a negative target score; Score-CAM's
+``weighting="probability"``; Eigen-CAM's sign).
 
 * gradient CAMs — ``grad_cam_pp``, ``xgrad_cam``, ``hires_cam``, ``layer_cam``: one pass,
   the backward stops at the layer;
@@ -15,6 +17,7 @@ The formulas follow pytorch-grad-cam (1.5) before its ``np.maximum`` and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,10 +30,11 @@ from ..core.hooks import HookSet
 from ..core.layers import find_layer, trace_layers
 from ..core.passes import forward_scores
 from ..core.targets import Target
-from ..errors import LayerError, TargetError
+from ..errors import InvalidOptionError, LayerError, TargetError
 from .base import Attribution, CleanPass, Method, Run, register
 from .cam import resolve_layer
 from .explanation import CamExplanation, Explanation
+from .perturbation import forward_probabilities, needs_classes
 
 __all__ = [
     "AblationCam",
@@ -47,6 +51,7 @@ __all__ = [
 GRAD_CAM_PP_EPS = 1e-6  # pytorch-grad-cam's constants, kept for exact agreement
 XGRAD_CAM_EPS = 1e-7
 SCORE_CAM_EPS = 1e-8
+SCORE_CAM_WEIGHTINGS = ("channel_softmax", "probability")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -245,56 +250,108 @@ def _per_channel_target(target: Target, indices: Tensor, channels: int) -> Targe
 class ScoreCam(_LayerCam):
     """Score-CAM (Wang et al., 2020): channels weighted by the score of masked inputs.
 
-    Each channel's activation is upsampled to the input (bilinear, corners aligned, as
-    ``nn.UpsamplingBilinear2d`` in pytorch-grad-cam), min-max scaled to [0, 1] per
-    channel (``+1e-8``), and multiplies the input; ``w = softmax_k(score of masked
-    input k)`` — the softmax over channels is pytorch-grad-cam's. The raw scores are in
-    ``channel_scores``. Costs one forward pass per channel and image, run in chunks
-    whose masked inputs are built on the device when the chunk runs.
+    Each channel's activation is upsampled to the input (bilinear), min-max scaled to
+    [0, 1] per channel, and multiplies the input; the weight of channel ``k`` comes
+    from the target's score on that masked input (in ``channel_scores``). Two forms
+    (``weighting``):
+
+    * ``"channel_softmax"`` (default, pytorch-grad-cam's): corners aligned (its
+      ``nn.UpsamplingBilinear2d``), ``+1e-8`` in the min-max, and ``w = softmax_k``
+      of the masked inputs' target *logits* — normalised across channels.
+    * ``"probability"`` (the paper's, as its official code haofanwang/Score-CAM
+      ``cam/scorecam.py`` computes it): corners not aligned, an exact min-max, and
+      ``w_k`` = the masked input's *class probability* (softmax over the classes),
+      not normalised across channels; a constant channel (no mask) gets ``w_k = 0``.
+      The paper's "increase of confidence" ``f(X ∘ H_k) − f(X_b)`` subtracts a
+      baseline score; the official code does not, and neither do we (the shift
+      would add ``−f(X_b) · Σ_k A_k`` to the map). Needs class targets.
+
+    Deviation from the paper in the default: the channel softmax is pytorch-grad-cam's,
+    kept for agreement with it. Either way the map stays raw at the layer's resolution
+    (the official code then applies ReLU and min-max: ``relu=True`` and ``viz/``).
+    Costs one forward pass per channel and image, run in chunks whose masked inputs are
+    built on the device when the chunk runs.
 
     Parameters
     ----------
     layer, relu
         As for :class:`GradCamPlusPlus`.
+    weighting : str
+        ``"channel_softmax"`` (default) or ``"probability"``; see above.
+
+    Raises
+    ------
+    TargetError
+        ``weighting="probability"`` with a callable target.
     """
 
     layer: str | None = None
     relu: bool = False
+    weighting: str = "channel_softmax"
 
     name = "score_cam"
     result_type = PerturbationCamExplanation
 
+    def __post_init__(self) -> None:
+        if self.weighting not in SCORE_CAM_WEIGHTINGS:
+            raise InvalidOptionError(
+                f"unknown weighting {self.weighting!r} (valid: {', '.join(SCORE_CAM_WEIGHTINGS)})"
+            )
+
     def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
+        paper = self.weighting == "probability"
+        if paper:
+            needs_classes(self.name, "weighting='probability'", target)
         name, done, acts, _ = self._layer_pass(run, x, target)
         k = acts.shape[1]
 
         def masked(start: int, stop: int) -> Tensor:
             image, channel = _row_split(start, stop, k, x.device)
             maps = acts[image, channel][:, None]
-            up = F.interpolate(maps, size=x.shape[2:], mode="bilinear", align_corners=True)
+            up = F.interpolate(maps, size=x.shape[2:], mode="bilinear", align_corners=not paper)
             low = up.amin(dim=(2, 3), keepdim=True)
-            high = up.amax(dim=(2, 3), keepdim=True)
-            return x[image] * ((up - low) / (high - low + SCORE_CAM_EPS))
+            span = up.amax(dim=(2, 3), keepdim=True) - low
+            if paper:  # a constant channel masks nothing out; its weight is 0 below
+                return x[image] * torch.where(span > 0, (up - low) / span, 0.0)
+            return x[image] * ((up - low) / (span + SCORE_CAM_EPS))
 
         rows_target = _per_channel_target(target, done.indices, k)
         run.planned += len(x) * k  # planned_rows counted only the clean pass
-        scores, _ = forward_scores(run.model, masked, len(x) * k, rows_target, run.budget)
-        scores = scores.reshape(len(x), k)
-        weights = torch.softmax(scores, dim=1)
+        if paper:
+            assert rows_target.indices is not None
+            scores = forward_probabilities(
+                run.model, masked, len(x) * k, rows_target.indices, run.budget
+            ).reshape(len(x), k)
+            flat = acts.flatten(2)
+            constant = flat.amax(dim=2) == flat.amin(dim=2)
+            weights = torch.where(constant, 0.0, scores)
+        else:
+            scores, _ = forward_scores(run.model, masked, len(x) * k, rows_target, run.budget)
+            scores = scores.reshape(len(x), k)
+            weights = torch.softmax(scores, dim=1)
         return self._result(_weighted(acts, weights), done, name, weights, channel_scores=scores)
 
 
 @register
 @dataclass(frozen=True, kw_only=True)
 class AblationCam(_LayerCam):
-    """Ablation-CAM (Desai & Ramaswamy, 2020): ``w_k = (y − y_k) / y``.
+    """Ablation-CAM (Desai & Ramaswamy, 2020): ``w_k = (y − y_k) / |y|``.
 
     ``y`` is the target score, ``y_k`` the score with channel ``k`` of the layer set to
     zero (the paper's ablation; in ``channel_scores``). A forward hook on the layer
     zeroes a different channel in each row of a chunk, so one pass ablates many
     channels; every row still runs the whole network. pytorch-grad-cam zeroes too when
     the layer's minimum is 0 (after a ReLU) and otherwise sets the channel to
-    ``min − 1e7``; we always zero. ``y = 0`` gives infinite weights, as there.
+    ``min − 1e7``; we always zero.
+
+    Deviation from the paper (and pytorch-grad-cam): they divide by ``y``, which
+    flips every weight when the target score is negative (a non-predicted class,
+    ``target="top3"``), so the map paints the channels that support the class as
+    opposing it. We divide by ``|y|``: ``w_k > 0`` exactly when removing channel ``k``
+    lowers the target score, and for ``y > 0`` nothing changes. Where ``y`` is zero to
+    the scores' precision (``|y| ≤ eps · max(|y|, max_k |y_k|)``) the relative drop is
+    undefined; those rows get the unnormalised drops ``w_k = y − y_k`` (same signs,
+    another scale) and a warning.
 
     Parameters
     ----------
@@ -327,10 +384,28 @@ class AblationCam(_LayerCam):
 
         run.budget.run(len(x) * k, step)
         ablated = torch.cat(parts).reshape(len(x), k)
-        y = done.scores[:, None]
-        weights = (y - ablated) / y
+        weights = _relative_drops(done.scores, ablated)
         cam = _weighted(acts, weights)
         return self._result(cam, done, name, weights, channel_scores=ablated)
+
+
+def _relative_drops(scores: Tensor, ablated: Tensor) -> Tensor:
+    """``(y − y_k) / |y|`` per row, or ``y − y_k`` (with a warning) where ``y`` is 0 to
+    the precision of the scores."""
+    y = scores[:, None]
+    drops = y - ablated
+    eps = torch.finfo(scores.dtype).eps
+    scale = torch.maximum(y.abs(), ablated.abs().amax(dim=1, keepdim=True))
+    zero = y.abs() <= eps * scale
+    if bool(zero.any()):
+        rows = zero[:, 0].nonzero()[:, 0].tolist()
+        warnings.warn(
+            f"ablation_cam: the target score is 0 for row(s) {rows}, so the relative drop "
+            "(y − y_k) / |y| is undefined; their channel weights are the drops y − y_k "
+            "(same signs, another scale)",
+            stacklevel=5,
+        )
+    return drops / torch.where(zero, torch.ones_like(y), y.abs())
 
 
 def _zero_channel_hook(name: str, channel: Tensor) -> Callable[[nn.Module, Any, Any], Tensor]:
@@ -356,11 +431,22 @@ def _zero_channel_hook(name: str, channel: Tensor) -> Callable[[nn.Module, Any, 
 class EigenCam(_LayerCam):
     """Eigen-CAM (Muhammad & Yeasin, 2020): the activations' first principal component.
 
-    Per image, the ``(h·w, K)`` activations are centred over positions and projected on
-    their first right singular vector ``v`` (pytorch-grad-cam's ``get_2d_projection``);
-    ``channel_weights`` is ``v``. The map does not depend on the target. A singular
-    vector's sign is arbitrary; we fix it so that ``sum_k v_k > 0`` (the component
-    points towards more activation overall), where pytorch-grad-cam keeps LAPACK's sign.
+    Per image, the ``(h·w, K)`` activations are centred over positions (``C``) and
+    projected on their first right singular vector ``v`` (pytorch-grad-cam's
+    ``get_2d_projection``); ``channel_weights`` is ``v``. The map does not depend on
+    the target.
+
+    A singular vector's sign is arbitrary (pytorch-grad-cam keeps whichever LAPACK
+    returns, which means nothing). We orient the map to correlate positively with the
+    channel-mean activation map ``mean_k A_k`` — the plain "where is the layer active"
+    reading. Since ``cov(C v, C 1 / K) = σ₁² · Σ_k v_k / (h·w·K)``, that is the sign of
+    ``Σ_k v_k``, which is how it is computed; a component exactly uncorrelated with
+    the mean map (``Σ_k v_k = 0``) keeps the SVD's sign. On the six bundled photos
+    (EfficientNet-Lite0, ``_act_head``) the correlation with the mean map is
+    0.47–0.90. The rule orients the map; it does not move its peak onto the object:
+    the map is class-agnostic, and on three of those photos it peaks outside a
+    hand-made box of the main object, on two of them with either sign
+    (``tests/test_cam_signs.py``).
 
     Parameters
     ----------

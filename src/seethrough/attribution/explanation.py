@@ -22,6 +22,7 @@ __all__ = [
     "GuidedExplanation",
     "GuidedGradCamExplanation",
     "IntegratedGradientsExplanation",
+    "PathExplanation",
 ]
 
 
@@ -141,12 +142,15 @@ class Explanation:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class IntegratedGradientsExplanation(Explanation):
-    """Integrated gradients, with the completeness check of Sundararajan et al. (2017).
+class PathExplanation(Explanation):
+    """A path method (integrated gradients and its variants), with the completeness
+    check of Sundararajan et al. (2017).
 
     ``completeness_error`` is ``sum(attributions) - (score(input) - score(baseline))``
-    per row; it goes to zero as the number of steps grows. ``path_points`` is the
-    number of points on the path at which each row's gradient was computed.
+    per row, summed in float64 over the returned attributions and reported in at least
+    float32; ``baseline_scores`` is the baseline's score (for a distribution of
+    baselines, the mean score of the ones drawn). ``path_points`` is the number of
+    points at which each row's gradient was computed.
     """
 
     baselines: Tensor
@@ -156,17 +160,40 @@ class IntegratedGradientsExplanation(Explanation):
 
     @property
     def relative_completeness_error(self) -> Tensor:
-        """``|completeness_error| / |score(input) - score(baseline)|`` per row."""
-        gap = (self.scores - self.baseline_scores).abs().clamp_min(1e-12)
-        return self.completeness_error.abs() / gap
+        """``|completeness_error| / |score(input) - score(baseline)|`` per row (the
+        difference is taken in float64)."""
+        gap = (self.scores.double() - self.baseline_scores.double()).abs().clamp_min(1e-12)
+        return (self.completeness_error.double().abs() / gap).to(self.completeness_error.dtype)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class IntegratedGradientsExplanation(PathExplanation):
+    """Integrated gradients (see :class:`PathExplanation`), with an estimate of the
+    map's own error.
+
+    ``map_error`` is the estimated L1 distance of the attributions from the exact path
+    integral, relative to their L1 norm (``‖A − A_exact‖₁ / ‖A‖₁``), per row; see
+    :func:`seethrough.attribution.integrated_gradients.adaptive_nodes`. It is estimated
+    by the adaptive rule only (NaN for fixed grids). Unlike the completeness error, it
+    does not let per-pixel errors of opposite sign cancel.
+    """
+
+    map_error: Tensor
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class GuidedExplanation(Explanation):
-    """A rewritten-backward method: how often its rule fired per forward pass, and which
-    other nonlinearities it left unchanged."""
+    """A rewritten-backward method: what its rule did, per forward pass.
+
+    ``rule_applications`` is how many calls it rewrote; ``rewritten`` maps each op to
+    its count (``{"hardtanh(0, 6)": 33}`` for ``nn.ReLU6``, ``{"relu": 3}``; read-only,
+    ``dict(...)`` is JSON); ``untouched_nonlinearities`` the same for what it left
+    alone — smooth nonlinearities, ``hardtanh(-1, 1)``, ReLU-like ops on the model
+    input (``"clamp(0, 1) (input)"``) or left out by ``rectifiers`` (``"... (excluded)"``).
+    """
 
     rule_applications: int
+    rewritten: Mapping[str, int]
     untouched_nonlinearities: Mapping[str, int]
 
 
@@ -180,9 +207,11 @@ class CamExplanation(Explanation):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class GuidedGradCamExplanation(CamExplanation):
-    """Guided Grad-CAM: guided backprop times the upsampled, rectified Grad-CAM."""
+    """Guided Grad-CAM: guided backprop times the upsampled, rectified Grad-CAM; the
+    rule's fields as in :class:`GuidedExplanation`."""
 
     rule_applications: int
+    rewritten: Mapping[str, int]
     untouched_nonlinearities: Mapping[str, int]
 
 

@@ -270,7 +270,8 @@ class SmoothGrad(Method):
         """Gradient-type bases: one budgeted gradient pass over all ``N·samples`` noisy
         rows, each chunk made in the pass (so the budget's out-of-memory back-off
         covers it) and merged into ``moments`` at once."""
-        rule = RectifierRule(kind) if kind is not None else None
+        rectifiers = getattr(self.inner, "rectifiers", "auto")
+        rule = RectifierRule(kind, rectifiers, run.model) if kind is not None else None
         total = len(x) * self.samples
 
         def merge(chunk: Chunk) -> None:

@@ -7,7 +7,13 @@ reference, and the curve behind the score where there is one. Model evaluations 
 chunks under the shared memory budget, inside the model guard (the model is untouched).
 
 Pixels are ranked by the channel sum of the map (``absolute=True``: of its magnitude),
-most relevant first; ties keep raster order.
+most relevant first. Equal values (a constant map, the zeros of a sparse map, the flat
+patches of an upsampled CAM) are put in a random order drawn from ``seed``
+(``ties="random"``, the default). Ranking them by position (``ties="raster"``, what this
+module did before; the RISE code's ``np.argsort`` leaves the order to the sort algorithm)
+removes the top-left pixels first and biases the curve by where the object sits. One
+seed gives one tie order; to average over tie orders, average the scores of a few seeds.
+Maps without ties rank the same either way.
 
 =====================  ===================================================  ==========
 metric                 definition                                           better
@@ -51,6 +57,7 @@ from ..errors import InvalidInputError, InvalidOptionError
 
 __all__ = [
     "SCORES",
+    "TIES",
     "MetricResult",
     "aopc",
     "deletion",
@@ -59,11 +66,14 @@ __all__ = [
     "infidelity",
     "max_sensitivity",
     "noisy_linear_imputation",
+    "pixel_ranks",
+    "rank_descending",
     "road",
     "sparseness",
 ]
 
 SCORES = ("probability", "logit")
+TIES = ("random", "raster")
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,12 +124,39 @@ def _check_explanation(ex: Explanation) -> None:
         )
 
 
-def pixel_ranks(maps: Tensor, absolute: bool = False) -> Tensor:
-    """``(N, H, W)`` rank of each pixel, 0 = most relevant (channel sum of the map)."""
-    relevance = (maps.abs() if absolute else maps).sum(dim=1).flatten(1)
-    order = torch.argsort(-relevance, dim=1, stable=True)
+def _check_ties(ties: str) -> None:
+    if ties not in TIES:
+        raise InvalidOptionError(f"unknown ties {ties!r} (valid: {', '.join(TIES)})")
+
+
+def rank_descending(values: Tensor, *, ties: str = "random", seed: int = 0) -> Tensor:
+    """``(N, K)`` rank of each of ``values`` ``(N, K)`` per row, 0 = largest.
+
+    Equal values are ordered by a random permutation of the ``K`` positions drawn from
+    ``seed`` on the CPU (``ties="random"``; the same permutation for every row, so a
+    batch ranks like its rows one by one, on any device), or by position
+    (``ties="raster"``). Rows without ties get the same ranks either way.
+    """
+    _check_ties(ties)
+    k = values.shape[1]
+    if ties == "random":
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(k, generator=g).to(values.device).expand_as(values)
+        order = perm.gather(1, torch.argsort(-values.gather(1, perm), dim=1, stable=True))
+    else:
+        order = torch.argsort(-values, dim=1, stable=True)
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    ranks.scatter_(1, order, torch.arange(k, device=order.device).expand_as(order))
+    return ranks
+
+
+def pixel_ranks(
+    maps: Tensor, absolute: bool = False, *, ties: str = "random", seed: int = 0
+) -> Tensor:
+    """``(N, H, W)`` rank of each pixel, 0 = most relevant (channel sum of the map;
+    ``absolute``: of its magnitude). Ties: see :func:`rank_descending`."""
+    relevance = (maps.abs() if absolute else maps).sum(dim=1).flatten(1)
+    ranks = rank_descending(relevance, ties=ties, seed=seed)
     return ranks.reshape(maps.shape[0], *maps.shape[2:])
 
 
@@ -157,6 +194,8 @@ def _auc_curve(
     baseline: BaselineLike,
     absolute: bool,
     score: str,
+    ties: str,
+    seed: int,
     batch_size: int | None,
 ) -> tuple[Tensor, Tensor]:
     _check_explanation(ex)
@@ -165,7 +204,7 @@ def _auc_curve(
         raise InvalidOptionError(f"steps must be a positive integer, got {steps!r}")
     x = ex.inputs
     base = baseline_like(x, baseline)
-    ranks = pixel_ranks(_maps(ex), absolute)
+    ranks = pixel_ranks(_maps(ex), absolute, ties=ties, seed=seed)
     pixels = ranks[0].numel()
     fractions = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     counts = (fractions * pixels).round().long().to(x.device)
@@ -194,6 +233,8 @@ def _auc_metric(
     baseline: BaselineLike,
     absolute: bool,
     score: str,
+    ties: str,
+    seed: int,
     batch_size: int | None,
 ) -> MetricResult:
     insert = name == "insertion"
@@ -205,6 +246,8 @@ def _auc_metric(
         baseline=baseline,
         absolute=absolute,
         score=score,
+        ties=ties,
+        seed=seed,
         batch_size=batch_size,
     )
     return MetricResult(
@@ -214,7 +257,14 @@ def _auc_metric(
         insert,
         (0.0, 1.0) if score == "probability" else (-np.inf, np.inf),
         "Petsiuk et al. (2018), RISE, BMVC",
-        {"steps": steps, "baseline": str(baseline), "absolute": absolute, "score": score},
+        {
+            "steps": steps,
+            "baseline": str(baseline),
+            "absolute": absolute,
+            "score": score,
+            "ties": ties,
+            "seed": seed,
+        },
         curve,
         fractions,
     )
@@ -228,11 +278,19 @@ def deletion(
     baseline: BaselineLike = "zeros",
     absolute: bool = False,
     score: str = "probability",
+    ties: str = "random",
+    seed: int = 0,
     batch_size: int | None = None,
 ) -> MetricResult:
     """Deletion AUC: replace the most relevant pixels by ``baseline`` (zeros in the
     model's input space by default), ``steps`` increments from none to all, and take the
-    area under the target's ``score`` (trapezoid over the fraction removed)."""
+    area under the target's ``score`` (trapezoid over the fraction removed).
+
+    Petsiuk et al. (2018), RISE, BMVC. Deviation: pixels of equal relevance are removed
+    in a random order drawn from ``seed`` (``ties="random"``; the paper does not say,
+    its code leaves the order to ``np.argsort``), or in raster order (``ties="raster"``);
+    see the module docstring.
+    """
     return _auc_metric(
         "deletion",
         model,
@@ -241,6 +299,8 @@ def deletion(
         baseline=baseline,
         absolute=absolute,
         score=score,
+        ties=ties,
+        seed=seed,
         batch_size=batch_size,
     )
 
@@ -253,10 +313,12 @@ def insertion(
     baseline: BaselineLike = "blur",
     absolute: bool = False,
     score: str = "probability",
+    ties: str = "random",
+    seed: int = 0,
     batch_size: int | None = None,
 ) -> MetricResult:
     """Insertion AUC: start from ``baseline`` (a blurred copy by default) and insert the
-    most relevant pixels of the image first."""
+    most relevant pixels of the image first. Ties and ``seed`` as in :func:`deletion`."""
     return _auc_metric(
         "insertion",
         model,
@@ -265,6 +327,8 @@ def insertion(
         baseline=baseline,
         absolute=absolute,
         score=score,
+        ties=ties,
+        seed=seed,
         batch_size=batch_size,
     )
 
@@ -281,6 +345,7 @@ def aopc(
     replacement: str = "uniform",
     absolute: bool = False,
     score: str = "logit",
+    ties: str = "random",
     seed: int = 0,
     batch_size: int | None = None,
 ) -> MetricResult:
@@ -288,9 +353,12 @@ def aopc(
     ``x_k`` has the ``k`` most relevant ``patch``×``patch`` regions (non-overlapping
     grid, ranked by summed relevance) replaced — by uniform noise over the image's value
     range (Samek et al.'s choice; ``replacement="uniform"``) or by a baseline
-    (``"zeros"``, ``"blur"``, ``"mean"``)."""
+    (``"zeros"``, ``"blur"``, ``"mean"``). ``seed`` draws the noise and, with
+    ``ties="random"``, the order of regions of equal relevance (``"raster"``: grid order,
+    as before); see the module docstring."""
     _check_explanation(explanation)
     _check_score(score)
+    _check_ties(ties)
     x = explanation.inputs
     n, _c, h, w = x.shape
     if h % patch or w % patch:
@@ -298,9 +366,7 @@ def aopc(
     relevance = (_maps(explanation).abs() if absolute else _maps(explanation)).sum(dim=1)
     cells = F.avg_pool2d(relevance[:, None], patch)[:, 0].flatten(1)  # (N, cells)
     regions = min(regions, cells.shape[1])
-    order = torch.argsort(-cells, dim=1, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1], device=x.device).expand_as(order))
+    ranks = rank_descending(cells, ties=ties, seed=seed)
     cell_rank = ranks.reshape(n, 1, h // patch, w // patch)
     pixel_rank = F.interpolate(cell_rank.float(), scale_factor=patch, mode="nearest").long()
     if replacement == "uniform":
@@ -339,6 +405,7 @@ def aopc(
             "replacement": replacement,
             "absolute": absolute,
             "score": score,
+            "ties": ties,
             "seed": seed,
         },
         curve,
@@ -417,11 +484,14 @@ def road(
     noise: float = 0.01,
     absolute: bool = False,
     score: str = "probability",
+    ties: str = "random",
     seed: int = 0,
     batch_size: int | None = None,
 ) -> MetricResult:
     """ROAD: remove the most (MoRF) and the least (LeRF) relevant ``p`` % of pixels,
     impute them with :func:`noisy_linear_imputation`, and read the target's ``score``.
+    ``seed`` draws the imputation noise and, with ``ties="random"``, the order of pixels
+    of equal relevance (``"raster"``: the earlier order); see the module docstring.
 
     ``curve`` is ``(N, 2, P)`` (MoRF, LeRF); ``scores`` is the mean of LeRF − MoRF over
     the percentages (higher = more faithful: removing what the map calls important hurts
@@ -434,7 +504,7 @@ def road(
         raise InvalidOptionError(f"percentages must lie in (0, 100), got {percentages!r}")
     x = explanation.inputs
     n = len(x)
-    ranks = pixel_ranks(_maps(explanation), absolute)
+    ranks = pixel_ranks(_maps(explanation), absolute, ties=ties, seed=seed)
     pixels = ranks[0].numel()
     g = torch.Generator(device=x.device).manual_seed(seed)
     imputed = []
@@ -468,6 +538,7 @@ def road(
             "noise": noise,
             "absolute": absolute,
             "score": score,
+            "ties": ties,
             "seed": seed,
         },
         curve,
