@@ -15,6 +15,8 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "gradient": {},
     "gradient_x_input": {},
     "integrated_gradients": {"steps": 80},  # adaptive rule, at most 80 points
+    "expected_gradients": {"samples": 4},  # uniform-noise references, seeded per row
+    "guided_integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 3},
     "guided_backprop": {},
     "deconvnet": {},

@@ -20,9 +20,10 @@ def test_integrated_gradients_completeness_below_one_percent_at_the_defaults(
     net: st.LoadedModel,
 ) -> None:
     """The issue's axiom: completeness error < 1% at the default settings. Measured on the
-    six bundled photos (2026-11-23): 65–130 points per image, errors 0.01%–0.24%, where
-    fixed Gauss-Legendre grids are off by up to 17% at 64 steps and 2.5% at 256. Rocket is
-    the image that needed the most refinement of these two."""
+    six bundled photos (2026-11-23): fixed Gauss-Legendre grids are off by up to 17% at 64
+    steps and 2.5% at 256. Since the rule also bounds the map's own error (issue 12):
+    chelsea 293 points, rocket 209; completeness errors 0.41%, 0.46%; estimated map
+    errors 1.5%, 1.7% (chelsea's 65-point map is 12.5% off with completeness 0.24%)."""
     x = net.preprocess(st.load_images(["sample:chelsea", "sample:rocket"]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # running out of points would warn
@@ -35,8 +36,15 @@ def test_integrated_gradients_completeness_below_one_percent_at_the_defaults(
     torch.testing.assert_close(
         ex.completeness_error, ex.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-4
     )
-    # the refinement did something: the first 65 evenly spaced points alone miss
+    # the refinement did something: the first 65 evenly spaced points alone miss the
+    # completeness tolerance, or (chelsea: 0.24% of the gap, yet a map 12% off) give a
+    # map farther than map_tolerance from the refined one
     first = st.explain(net, x, "integrated_gradients", rule="riemann_trapezoid", steps=65)
     refined = ex.path_points > 65
     assert refined.any()
-    assert (first.relative_completeness_error[refined] > ex.settings["tolerance"]).all()
+    moved = (first.attributions - ex.attributions).flatten(1).abs().sum(1)
+    moved = moved / ex.attributions.flatten(1).abs().sum(1)
+    missed = (first.relative_completeness_error > ex.settings["tolerance"]) | (
+        moved > ex.settings["map_tolerance"]
+    )
+    assert missed[refined].all()

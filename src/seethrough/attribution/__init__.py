@@ -10,9 +10,11 @@ from .explanation import (
     GuidedExplanation,
     GuidedGradCamExplanation,
     IntegratedGradientsExplanation,
+    PathExplanation,
 )
 from .gradient import Gradient, GradientXInput
 from .integrated_gradients import IntegratedGradients
+from .path_methods import ExpectedGradients, GuidedIntegratedGradients
 from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
 from .cam import GradCam, GuidedGradCam
@@ -37,6 +39,7 @@ __all__ = [
     "Attribution",
     "Cam",
     "EigenCam",
+    "ExpectedGradients",
     "GradCamPlusPlus",
     "HiResCam",
     "LayerCam",
@@ -53,6 +56,7 @@ __all__ = [
     "GuidedExplanation",
     "GuidedGradCam",
     "GuidedGradCamExplanation",
+    "GuidedIntegratedGradients",
     "IntegratedGradients",
     "IntegratedGradientsExplanation",
     "KernelShap",
@@ -63,6 +67,7 @@ __all__ = [
     "MultiLayerCamExplanation",
     "Occlusion",
     "OcclusionExplanation",
+    "PathExplanation",
     "Rise",
     "Run",
     "SmoothGrad",

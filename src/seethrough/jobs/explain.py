@@ -78,7 +78,7 @@ def method_notes(ex: Explanation, row: int) -> list[str]:
         rel = float(ex.relative_completeness_error[row])  # type: ignore[attr-defined]
         notes.append(
             f"{ex.method}: attributions add up to the score difference from the baseline within "
-            f"{100 * rel:.2g}% (completeness, {ex.settings['steps']} steps)"
+            f"{100 * rel:.2g}% (completeness, {int(ex.path_points[row])} path points)"  # type: ignore[attr-defined]
         )
     if hasattr(ex, "layer"):
         notes.append(
