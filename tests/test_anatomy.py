@@ -17,12 +17,14 @@ from seethrough.anatomy import (
     ablate_weights,
     anatomy,
     collect_activations,
+    concept_activation_vector,
     evaluate,
     fit_probe,
     gradient_analysis,
     probe_layers,
     surrogate_labels,
     tcav,
+    tcav_concepts,
 )
 from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
 
@@ -214,6 +216,11 @@ def test_probe_recovers_a_planted_linear_feature() -> None:
     probe = fit_probe(features, labels, seed=1)
     assert probe.test_accuracy > 0.97
     assert probe.test_size == 300 and probe.train_size == 900
+    # per held-out row: what intervals and paired tests between probes are built on
+    assert probe.test_correct is not None and probe.test_index is not None
+    assert float(probe.test_correct.double().mean()) == probe.test_accuracy
+    predicted = probe.predict(features[probe.test_index])
+    assert torch.equal(predicted == labels[probe.test_index], probe.test_correct)
     cosine = float(probe.direction() @ (w / w.norm()))
     assert cosine > 0.95
     noise = fit_probe(features, torch.randint(0, 2, (1200,), generator=g), seed=1)
@@ -240,6 +247,10 @@ def test_probe_layers_with_baselines_on_a_planted_layer() -> None:
     assert table.trained[0].test_accuracy > 0.97
     assert table.random is not None and table.pixels is not None
     assert table.pixels.test_accuracy > 0.9  # fc1 is linear in the pixels
+    # every probe is measured on the same held-out rows (paired comparisons)
+    assert table.pixels.test_index is not None
+    for p in (*table.trained, *table.random):
+        assert p.test_index is not None and torch.equal(p.test_index, table.pixels.test_index)
     json.dumps(table.to_dict())
 
 
@@ -260,22 +271,146 @@ class Planted(nn.Module):
 def test_tcav_finds_a_planted_concept_and_not_a_random_one() -> None:
     model = Planted().eval()
     g = torch.Generator().manual_seed(0)
-    pool = torch.randn(400, 2, 4, 4, generator=g, dtype=torch.float64)
+    pool = torch.randn(5000, 2, 4, 4, generator=g, dtype=torch.float64)
     concept = torch.randn(30, 2, 4, 4, generator=g, dtype=torch.float64)
     concept[:, 0] += 2.0  # the concept: strong channel 0, which drives class 1
     inputs = torch.randn(40, 2, 4, 4, generator=g, dtype=torch.float64)
     snap = Snapshot.take(model, inputs)
-    found = tcav(model, "feat", concept, pool, inputs, 1, runs=8, concept_name="ch0")
+    found = tcav(model, "feat", concept, pool, inputs, 1, runs=8, null_sets=149, concept_name="ch0")
     snap.assert_unchanged(model, inputs)
     # the gradient of class 1 is 1 on channel 0 where it is positive, 0 elsewhere: a CAV
     # pointing along channel 0 gives a positive derivative for (almost) every input
     assert float(found.scores.min()) >= 0.9 and found.cav_accuracy.min() > 0.95
     assert found.significant and found.p_value < 0.01
-    assert float(found.null_scores.mean()) < 0.8  # random directions: mixed signs
+    assert found.p_value == pytest.approx(found.smallest_p)  # more extreme than every null set
+    assert found.null_scores.shape == (149, 8)
+    assert float(found.null_means.mean()) < 0.8  # random directions: mixed signs
     random = tcav(model, "feat", pool[:30], pool[30:], inputs, 1, runs=8)
     assert not random.significant
+    again = tcav(model, "feat", pool[:30], pool[30:], inputs, 1, runs=8)
+    torch.testing.assert_close(again.null_scores, random.null_scores, rtol=0, atol=0)
+    assert again.p_value == random.p_value
+    json.dumps(found.to_dict())
     with pytest.raises(InvalidInputError, match="need at least"):
         tcav(model, "feat", concept, pool[:100], inputs, 1, runs=8)
+    with pytest.raises(InvalidOptionError, match="smallest p-value is 1/20"):
+        tcav(model, "feat", concept, pool, inputs, 1, null_sets=19, alpha=0.05)
+
+
+class Gated(nn.Module):
+    """Two classes read from ``feat`` (64 linear units) through a ReLU: the class-1
+    gradient at ``feat`` changes from input to input, so a CAV's TCAV score depends on
+    its direction, and a concept set's quirks (shared by all its runs) move it."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.feat = nn.Linear(width, width).double()
+        self.head = nn.Linear(width, 2).double()
+        with torch.no_grad():
+            w = torch.randn(width, width, generator=g, dtype=torch.float64) / width**0.5
+            self.feat.weight.copy_(w)
+            self.feat.bias.zero_()
+            self.head.weight.copy_(torch.randn(2, width, generator=g, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.relu(self.feat(x)))
+
+
+def test_tcav_p_values_are_calibrated_when_the_concept_is_random() -> None:
+    """The null hypothesis true by construction: the "concept" is another draw from the
+    pool's distribution. Over 100 independent repetitions the share of p-values at or
+    below q must not exceed q beyond binomial noise (one-sided 99.9 % bound), and the
+    p-values must not pile up near 1 either (q = 0.5, two-sided). The earlier t-test of
+    the concept's runs against changing stand-ins gave p ≤ 0.1, 0.3, 0.5 in 29 %, 53 %,
+    73 % of these repetitions."""
+    from scipy.stats import binom
+
+    model = Gated().eval()
+    n, runs, null_sets, reps = 10, 10, 9, 100
+    inputs = torch.randn(60, 64, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    p_values, significant = [], 0
+    for rep in range(reps):
+        g = torch.Generator().manual_seed(1000 + rep)
+        concept = torch.randn(n, 64, generator=g, dtype=torch.float64)
+        pool = torch.randn((runs + null_sets) * n, 64, generator=g, dtype=torch.float64)
+        result = tcav(
+            model,
+            "feat",
+            concept,
+            pool,
+            inputs,
+            1,
+            runs=runs,
+            null_sets=null_sets,
+            alpha=0.2,
+            seed=rep,
+        )
+        p_values.append(result.p_value)
+        significant += result.significant
+    p = torch.tensor(p_values)
+    for q in (0.1, 0.3, 0.5):
+        count = int((p <= q + 1e-9).sum())
+        assert count <= binom.ppf(0.999, reps, q), (q, count)
+    assert int((p <= 0.5 + 1e-9).sum()) >= binom.ppf(0.001, reps, 0.5)
+    assert significant <= binom.ppf(0.999, reps, 0.2)
+
+
+def test_tcav_verdict_is_the_same_for_disjoint_sets_of_a_planted_concept() -> None:
+    """Four disjoint example sets of one planted concept (and four seeds of the random
+    draws) must agree: significant, more extreme than every null set."""
+    model = Planted().eval()
+    g = torch.Generator().manual_seed(4)
+    pool = torch.randn(3000, 2, 4, 4, generator=g, dtype=torch.float64)
+    examples = torch.randn(4 * 20, 2, 4, 4, generator=g, dtype=torch.float64)
+    examples[:, 0] += 1.0  # a weaker concept than above
+    inputs = torch.randn(40, 2, 4, 4, generator=g, dtype=torch.float64)
+    sets = {f"set {i}": examples[20 * i : 20 * (i + 1)] for i in range(4)}
+    for seed in range(2):
+        results = tcav_concepts(
+            model, "feat", sets, pool, inputs, 1, runs=6, null_sets=79, seed=seed
+        )
+        assert all(r.significant for r in results)
+        assert all(r.p_value == pytest.approx(1 / 80) for r in results)
+        assert all(r.null_scores is results[0].null_scores for r in results)  # one shared null
+
+
+def test_cav_is_logistic_regression_on_raw_activations() -> None:
+    """Kim et al. fit the CAV on raw activations: ours equals scikit-learn's
+    L2-regularised logistic regression (C = 1/(l2·m)) on the same fitting rows, to 1e-6.
+    Standardising the features first (the earlier fit) tilts the direction towards the
+    low-variance units — here unit 0, with a hundredth of the others' spread."""
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(5)
+    scale = torch.tensor([0.01, 1.0, 3.0, 1.0, 0.5, 2.0], dtype=torch.float64)
+    random = torch.randn(40, 6, generator=g, dtype=torch.float64) * scale + 1.0
+    concept = torch.randn(40, 6, generator=g, dtype=torch.float64) * scale + 1.0
+    concept[:, 0] += 0.005
+    concept[:, 2] += 2.0
+    cav, accuracy, held_out = concept_activation_vector(concept, random, seed=3, l2=1e-2)
+    assert held_out == 24  # 0.3 of each side
+    # the same fitting rows as the function's stratified split (seed 3)
+    gen = torch.Generator().manual_seed(3)
+    train = torch.cat(
+        [torch.randperm(40, generator=gen)[:28], torch.randperm(40, generator=gen)[:28] + 40]
+    )
+    x = torch.cat([random, concept])[train].numpy()
+    y = torch.cat([torch.zeros(40), torch.ones(40)])[train].numpy()
+    sk = LogisticRegression(
+        C=1 / (1e-2 * len(x)), solver="newton-cholesky", tol=1e-12, max_iter=100
+    )
+    w = torch.from_numpy(sk.fit(x, y).coef_[0])
+    torch.testing.assert_close(cav, w / w.norm(), rtol=0, atol=1e-6)
+    assert 0.5 < accuracy <= 1.0
+    # the same regression on standardised features, mapped back to raw space (1/std):
+    # a different direction (78° away here), almost entirely along the low-variance unit 0
+    std = x.std(axis=0, ddof=1)
+    z = (x - x.mean(axis=0)) / std
+    standardised = torch.from_numpy(sk.fit(z, y).coef_[0] / std)
+    standardised = standardised / standardised.norm()
+    assert float(standardised @ cav) < 0.5
+    assert abs(float(standardised[0])) > 0.99 and abs(float(cav[0])) < 0.5
 
 
 def test_anatomy_cards_on_the_tiny_model() -> None:
@@ -290,6 +425,7 @@ def test_anatomy_cards_on_the_tiny_model() -> None:
     direct = ablate(model, x[:20], y[:20], [Ablation("bn2", (c,)) for c in range(8)])
     torch.testing.assert_close(card.channel_drop, direct.accuracy_drop)
     assert card.cumulative[-1][0] == 8
+    assert card.channel_order == tuple(direct.ranking())
     everything = ablate(model, x[:20], y[:20], [Ablation("bn2", tuple(range(8)))])
     assert card.cumulative[-1][1] == pytest.approx(float(everything.accuracy_drop[0]))
     assert card.gradients is not None and card.probe is not None

@@ -23,7 +23,7 @@ from .probes import (
     random_copy,
     surrogate_labels,
 )
-from .tcav import TcavResult, concept_activation_vector, tcav
+from .tcav import TcavResult, concept_activation_vector, tcav, tcav_concepts
 
 __all__ = [
     "Ablation",
@@ -50,4 +50,5 @@ __all__ = [
     "reference_statistics",
     "surrogate_labels",
     "tcav",
+    "tcav_concepts",
 ]

@@ -57,6 +57,9 @@ class ModuleCard:
     probe: Probe | None
     random_probe: Probe | None
     extras: dict[str, Any] = field(default_factory=dict)
+    channel_order: tuple[int, ...] = ()
+    """Channels from the most harmful to the least on the sweep images (the order of
+    ``cumulative``): to re-measure a chosen channel on images it was not chosen on."""
 
     @property
     def worst_class(self) -> int | None:
@@ -86,6 +89,7 @@ class ModuleCard:
             "worst_class": self.worst_class,
             "channel_drop": None if drops is None else [r(v) for v in drops.tolist()],
             "cumulative": [[k, r(v)] for k, v in self.cumulative],
+            "channel_order": list(self.channel_order),
             "gradients": None if self.gradients is None else self.gradients.to_dict(),
             "probe_accuracy": None if self.probe is None else r(self.probe.test_accuracy),
             "random_probe_accuracy": (
@@ -266,10 +270,10 @@ def anatomy(
     for k, (title, m) in enumerate(named):
         sweep = sweeps.get(m)
         curve: tuple[tuple[int, float], ...] = ()
+        order: list[int] = []
         if sweep is not None:
-            curve = _cumulative(
-                module, sx, sy, m, sweep.ranking(), sweep.baseline.accuracy, seed, batch_size
-            )
+            order = sweep.ranking()
+            curve = _cumulative(module, sx, sy, m, order, sweep.baseline.accuracy, seed, batch_size)
         found = find_layer(module, m)
         cards.append(
             ModuleCard(
@@ -287,6 +291,7 @@ def anatomy(
                 gradients=grads.module(m) if grads is not None else None,
                 probe=table.trained[k] if table is not None else None,
                 random_probe=table.random[k] if table is not None and table.random else None,
+                channel_order=tuple(order),
             )
         )
     return Anatomy(

@@ -53,7 +53,11 @@ PIXELS = "pixels"
 class Probe:
     """A fitted linear probe: ``weight`` ``(classes, F)`` and ``bias`` act on features
     standardised with ``mean``/``std``; accuracies on the fitting and held-out rows;
-    ``chance`` is the held-out frequency of the most common training label."""
+    ``chance`` is the held-out frequency of the most common training label.
+    ``test_correct`` ``(test_size,)``: whether each held-out row was classified right,
+    and ``test_index`` the rows' indices in the features given (None when held-out
+    features were passed separately) — for intervals over rows, and paired tests
+    between probes on the same rows."""
 
     weight: Tensor
     bias: Tensor
@@ -65,6 +69,8 @@ class Probe:
     features: int
     train_size: int
     test_size: int
+    test_correct: Tensor | None = None
+    test_index: Tensor | None = None
 
     def predict(self, features: Tensor) -> Tensor:
         """Class indices for ``(n, F)`` raw (unstandardised) features."""
@@ -223,11 +229,13 @@ def fit_probe(
         raise InvalidOptionError(f"holdout must be in (0, 1), got {holdout!r}")
     x = features.detach().float()
     y = labels.detach().to(x.device).long()
+    test_index: Tensor | None = None
     if test_features is None:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         cut = len(x) - max(1, round(holdout * len(x)))
         train, test = order[:cut].to(x.device), order[cut:].to(x.device)
         xt, yt, xh, yh = x[train], y[train], x[test], y[test]
+        test_index = order[cut:]
     else:
         assert test_labels is not None
         xt, yt = x, y
@@ -261,17 +269,20 @@ def fit_probe(
     weight, bias = weight.detach(), bias.detach()
     probe = Probe(weight, bias, mean, std, 0.0, 0.0, 0.0, x.shape[1], len(xt), len(xh))
     majority = int(torch.bincount(yt, minlength=classes).argmax())
+    correct = (probe.predict(xh) == yh).cpu()
     return Probe(
         weight=weight,
         bias=bias,
         mean=mean,
         std=std,
         train_accuracy=float((probe.predict(xt) == yt).double().mean()),
-        test_accuracy=float((probe.predict(xh) == yh).double().mean()),
+        test_accuracy=float(correct.double().mean()),
         chance=float((yh == majority).double().mean()),
         features=x.shape[1],
         train_size=len(xt),
         test_size=len(xh),
+        test_correct=correct,
+        test_index=test_index,
     )
 
 
