@@ -299,3 +299,86 @@ def test_data_randomization_of_a_model_against_itself_is_one_and_against_another
     other = data_randomization(model, tiny_model(seed=7), x, ["gradient"], target=1)
     assert float(other.similarity("gradient").spearman_abs.max()) < 0.99
     assert other.reference == "random-label model" and other.reference_explained.eq(1).all()
+
+
+def test_noise_control_draws_independent_noise_for_every_model() -> None:
+    """Regression (issue 12, item 5): ``random_noise`` reused the trained model's seed at
+    every step, so its similarity read 1.00 — the noise floor was missing. Independent
+    independent i.i.d. maps have rank correlation ρ ≈ N(0, 1/(P − 1)) over the P = 16·16
+    pixels of the reduced map: every value within 4 standard deviations, their mean
+    (16 values) within 4 standard errors."""
+    model, x = tiny_model(), tiny_inputs(n=4, size=16)
+    rng = torch.get_rng_state()
+    result = model_randomization(model, x, ["random_noise"], target=1)
+    assert torch.equal(torch.get_rng_state(), rng)  # the user's RNG is not consumed
+    noise = result.similarity("random_noise")
+    sd = 1 / (16 * 16 - 1) ** 0.5
+    assert float(noise.spearman.abs().max()) < 4 * sd
+    assert abs(float(noise.spearman.mean())) < 4 * sd / 4
+    assert abs(noise.self_check["spearman"]) < 4 * sd
+    again = model_randomization(model, x, ["random_noise"], target=1)
+    torch.testing.assert_close(again.similarity("random_noise").spearman, noise.spearman)
+    other = model_randomization(model, x, ["random_noise"], target=1, seed=5)
+    assert not torch.equal(other.similarity("random_noise").spearman, noise.spearman)
+    from seethrough.trust import data_randomization
+
+    # the random-label model's maps draw their own noise too (a model against itself)
+    data = data_randomization(model, copy.deepcopy(model), x, ["random_noise"], target=1)
+    assert float(data.similarity("random_noise").spearman.abs().max()) < 4 * sd
+
+
+def test_smoothgrad_self_check_compares_two_independent_seeds() -> None:
+    """Regression (issue 12, item 5): the self-check reran SmoothGrad with the same seed
+    and always read 1. It must equal a direct comparison of two seeds' maps."""
+    from seethrough.trust.similarity import spearman
+
+    model, x = tiny_model(), tiny_inputs(n=3, size=16)
+    options = {"samples": 4, "noise": 0.3}
+    result = model_randomization(model, x, ["smoothgrad", "gradient"], target=1, **options)
+    check = result.similarity("smoothgrad").self_check["spearman_abs"]
+    assert check < 0.99
+    assert result.self_check_seed != result.seed
+    first = st.explain(model, x, "smoothgrad", target=1, seed=0, **options)
+    second = st.explain(model, x, "smoothgrad", target=1, seed=result.self_check_seed, **options)
+    direct = spearman(first.attributions, second.attributions, absolute=True)
+    assert check == pytest.approx(float(direct.mean()), abs=1e-12)
+    per_image = result.similarity("smoothgrad").self_check_values["spearman_abs"]
+    torch.testing.assert_close(per_image, direct, rtol=0, atol=1e-12)
+    # the step maps use seeds of their own, none of them the trained map's
+    seeds = {result.seed, result.self_check_seed, *result.step_seeds}
+    assert len(seeds) == len(result.steps) + 2
+    assert result.similarity("gradient").self_check["spearman_abs"] == pytest.approx(1.0)
+
+
+def test_configured_method_objects_are_rows_of_their_own() -> None:
+    """The paper's Grad-CAM (ReLU) next to the raw map, and Guided Grad-CAM, in one run:
+    method objects carry their options, rows are named by them."""
+    from seethrough.trust import method_label
+
+    model, x = tiny_model(), tiny_inputs(n=2)
+    methods = ["grad_cam", st.GradCam(relu=True), "guided_grad_cam"]
+    result = model_randomization(model, x, methods, target=1, layer="conv3")
+    assert result.methods == ("grad_cam", "grad_cam(relu=True)", "guided_grad_cam")
+    raw, relu = result.original[0].attributions, result.original[1].attributions
+    torch.testing.assert_close(relu, raw.clamp_min(0), rtol=0, atol=0)
+    assert result.similarity("grad_cam(relu=True)").spearman_abs.shape == (4, 2)
+    assert (
+        method_label(st.GradCam(relu=True, layer="conv3")) == "grad_cam(layer='conv3', relu=True)"
+    )
+    with pytest.raises(InvalidOptionError, match="given more than once"):
+        model_randomization(model, x, ["grad_cam", st.GradCam()], target=1)
+    from seethrough.trust import data_randomization, edge_similarity_of
+
+    data = data_randomization(model, tiny_model(seed=3), x, methods, target=1, layer="conv3")
+    assert data.methods == result.methods
+    edges = edge_similarity_of(result.original, labels=result.methods)
+    assert edges.methods == result.methods
+
+
+def test_self_check_can_be_skipped_and_is_then_nan_not_made_up() -> None:
+    model, x = tiny_model(), tiny_inputs(n=2)
+    full = model_randomization(model, x, ["gradient", "random_noise"], target=1)
+    lean = model_randomization(model, x, ["gradient", "random_noise"], target=1, self_check=False)
+    for a, b in zip(full.similarities, lean.similarities):
+        torch.testing.assert_close(a.spearman_abs, b.spearman_abs, rtol=0, atol=0)
+        assert all(np.isnan(v) for v in b.self_check.values())

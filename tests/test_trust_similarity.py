@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 
-from seethrough.errors import InvalidInputError
+from seethrough.errors import InvalidInputError, InvalidOptionError
 from seethrough.trust.similarity import (
     RankedMaps,
     constant_maps,
@@ -94,15 +94,19 @@ def test_scale_invariance_and_identity() -> None:
         lambda x, y: spearman(x, y, absolute=False),
         ssim,
         hog_similarity,
+        lambda x, y: hog_similarity(x, y, correlation="spearman"),
     ):
         torch.testing.assert_close(fn(a, 7.0 * a), torch.ones(3, dtype=torch.float64))
 
 
 def test_ssim_and_hog_equal_scikit_image_called_directly() -> None:
+    """HOG similarity is Pearson's r of the descriptors by default, as Adebayo et al.
+    (regression: it was Spearman's ρ); the rank form stays available."""
     a, b = maps(4, (2, 1, 224, 224)), maps(5, (2, 1, 224, 224))
     b = 0.5 * a + b  # partly similar
     ra, rb = reduce_maps(a, True), reduce_maps(b, True)
-    ours_ssim, ours_hog = ssim(a, b), hog_similarity(a, b)
+    ours_ssim, ours_hog = ssim(a, b), hog_similarity(a, b, correlation="spearman")
+    pearson = hog_similarity(a, b)
     for i in range(2):
         direct = structural_similarity(
             ra[i],
@@ -116,7 +120,11 @@ def test_ssim_and_hog_equal_scikit_image_called_directly() -> None:
         ha = hog(ra[i], orientations=9, pixels_per_cell=(16, 16), cells_per_block=(3, 3))
         hb = hog(rb[i], orientations=9, pixels_per_cell=(16, 16), cells_per_block=(3, 3))
         assert float(ours_hog[i]) == pytest.approx(spearmanr(ha, hb)[0], abs=1e-12)
+        assert float(pearson[i]) == pytest.approx(pearsonr(ha, hb)[0], abs=1e-12)
+        assert abs(float(pearson[i]) - float(ours_hog[i])) > 1e-3  # the two forms differ
     assert 0.1 < float(ours_ssim.min()) < 0.9  # neither identical nor unrelated
+    with pytest.raises(InvalidOptionError, match="unknown correlation 'kendall'"):
+        hog_similarity(a, b, correlation="kendall")
 
 
 def test_constant_maps_give_nan_and_are_flagged() -> None:
@@ -127,6 +135,7 @@ def test_constant_maps_give_nan_and_are_flagged() -> None:
     sp = spearman(a, flat)
     assert not math.isnan(float(sp[0])) and math.isnan(float(sp[1]))
     assert math.isnan(float(hog_similarity(a, flat)[1]))
+    assert math.isnan(float(hog_similarity(a, flat, correlation="spearman")[1]))
     assert float(ssim(a, a)[0]) == pytest.approx(1.0)
 
 

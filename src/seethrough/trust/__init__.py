@@ -1,11 +1,22 @@
 """Can this explanation be trusted? Sanity checks, similarity measures, faithfulness.
 
+sMPRT and eMPRT (Hedström et al., 2023) are in :mod:`seethrough.trust.mprt`.
+Localisation metrics (pointing game, energy-based pointing, relevance mass and rank
+accuracy against a mask or box) are in :mod:`seethrough.trust.localisation`.
 Importing this package registers the control explainers ``edge_detector`` and
 ``random_noise`` (:mod:`seethrough.trust.controls`).
 """
 
 from .controls import EdgeDetector, RandomNoise, sobel_edges
+from .localisation import (
+    energy_pointing_game,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+)
+from .mprt import EfficientMprtResult, SmoothMprtResult, efficient_mprt, smooth_mprt
 from .randomize import INITS, randomize_step
+from .roar import RoarComparison, RoarResult, roar
 from .sanity import (
     METRICS,
     MODES,
@@ -15,6 +26,7 @@ from .sanity import (
     data_randomization,
     edge_similarity,
     edge_similarity_of,
+    method_label,
     model_randomization,
 )
 from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
@@ -27,19 +39,31 @@ __all__ = [
     "MODES",
     "ComparisonResult",
     "EdgeDetector",
+    "EfficientMprtResult",
     "RandomNoise",
     "RandomizationResult",
     "RandomizationStep",
+    "RoarComparison",
+    "RoarResult",
     "Similarities",
+    "SmoothMprtResult",
     "constant_maps",
     "data_randomization",
     "edge_similarity",
     "edge_similarity_of",
+    "efficient_mprt",
+    "energy_pointing_game",
     "hog_similarity",
+    "method_label",
     "model_randomization",
+    "pointing_game",
     "randomization_steps",
     "randomize_step",
     "reduce_maps",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "smooth_mprt",
+    "roar",
     "sobel_edges",
     "spearman",
     "ssim",

@@ -4,8 +4,9 @@ Adebayo et al. (2018) compare saliency maps with an edge detector: a map that lo
 the image's edges may say nothing about the model. ``edge_detector`` is that control and
 ``random_noise`` its opposite; run through the same checks, they show what failing
 (edges: unchanged by any randomization, similarity 1) and trivially passing (noise:
-unrelated to everything) look like. Both still run one forward pass, to validate the
-target and report the explained class and score like every method.
+unrelated to everything, similarity ≈ 0 — each model draws its own noise) look like.
+Both still run one forward pass, to validate the target and report the explained class
+and score like every method.
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ class EdgeDetector(Method):
 @dataclass(frozen=True, kw_only=True)
 class RandomNoise(Method):
     """Control: i.i.d. standard normal values, one draw per pixel and channel, row ``i``
-    from a generator seeded with ``seed + i`` (ignores the model)."""
+    from a generator seeded with ``seed + i`` (ignores the model).
+
+    The sanity checks explain every model with its own seed, so this control's rows show
+    the noise floor — the similarity of two unrelated maps, ≈ 0 — next to the edge
+    detector's ceiling of 1.
+    """
 
     name = "random_noise"
 

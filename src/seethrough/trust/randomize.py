@@ -16,10 +16,25 @@ from torch import nn
 from ..errors import InvalidOptionError
 from .steps import RandomizationStep
 
-__all__ = ["INITS", "check_init", "randomize_step"]
+__all__ = ["INITS", "check_init", "derived_seed", "randomize_step"]
 
 INITS = ("default", "normal")
 _RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def derived_seed(seed: int, *key: int) -> int:
+    """A seed for the independent random stream ``key`` of a run seeded with ``seed``.
+
+    NumPy's ``SeedSequence`` hashes ``seed`` with ``key`` (e.g. ``(stream, step)``), so
+    streams of one run — the maps of each randomized model, a self-check — share no draws
+    with each other or with ``seed`` itself, and the same ``(seed, key)`` always gives the
+    same seed. The result is below 2**62: methods add the row index to it.
+    """
+    import numpy as np
+
+    spawn = (int(seed < 0), *(int(k) for k in key))
+    word = np.random.SeedSequence(abs(int(seed)), spawn_key=spawn).generate_state(1, np.uint64)[0]
+    return int(word >> np.uint64(2))
 
 
 def check_init(init: str, std: float) -> None:

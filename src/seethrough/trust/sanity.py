@@ -9,11 +9,19 @@ similar while the model is destroyed does not explain the model.
 Everything happens on a deep copy of the model; the user's model is never modified (not
 even temporarily), and the global RNG is untouched. Steps and re-initialisation: see
 :mod:`seethrough.trust.steps` and :mod:`seethrough.trust.randomize`.
+
+Random numbers: the trained model's maps use the caller's ``seed``; the maps of every
+randomized model, and the self-check's second run on the unrandomized copy, use seeds
+of their own derived from it (:func:`~seethrough.trust.randomize.derived_seed`). A
+stochastic method (SmoothGrad, the ``random_noise`` control) therefore draws independent
+noise for every model, so its rows show the noise floor — the similarity two runs reach
+by chance — instead of the 1.0 that re-using one seed would give.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,14 +31,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import explain, make_method
+from ..attribution.base import Method, explain, make_method
 from ..attribution.explanation import Explanation
 from ..core.budget import Budget
 from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import check_init, randomize_step
+from .randomize import check_init, derived_seed, randomize_step
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
 
@@ -43,12 +51,18 @@ __all__ = [
     "data_randomization",
     "edge_similarity",
     "edge_similarity_of",
+    "method_label",
     "model_randomization",
 ]
 
 MODES = ("cascading", "independent")
 METRICS = ("spearman_abs", "spearman", "ssim", "hog")
-"""Similarity measures, each higher = more similar (1 = same map); see ``similarity``."""
+"""Similarity measures, each higher = more similar (1 = same map); see ``similarity``
+(``hog`` is the Pearson correlation of HOG descriptors, as the paper)."""
+
+MethodLike = str | Method
+# Streams of derived seeds (``derived_seed(seed, stream, index)``).
+_STEP_STREAM, _SELF_CHECK_STREAM, _RANDOM_LABEL_STREAM = 1, 2, 3
 
 StepProgress = Callable[[int, int], None]
 
@@ -58,9 +72,10 @@ class Similarities:
     """One method's similarity to its original map after each step, ``(steps, N)`` float64.
 
     ``constant`` flags randomized maps with a single value (their rank measures are NaN);
-    ``self_check`` is the similarity of the original map to a second run on the
-    unrandomized copy — 1 for deterministic methods, below 1 for stochastic ones (the
-    ceiling any step can reach).
+    ``self_check`` is the mean similarity of the original map to a second run on the
+    unrandomized copy with an independent seed — 1 for deterministic methods, below 1
+    for stochastic ones (the ceiling any step can reach); ``self_check_values`` holds
+    its ``(N,)`` per-image values.
     """
 
     method: str
@@ -70,6 +85,7 @@ class Similarities:
     hog: Tensor
     constant: Tensor
     self_check: Mapping[str, float]
+    self_check_values: Mapping[str, Tensor] = field(default_factory=dict)
 
     def values(self, metric: str) -> Tensor:
         """The ``(steps, N)`` values of one of :data:`METRICS`."""
@@ -98,7 +114,9 @@ class RandomizationResult:
     ``explained`` ``(steps, N)`` are each randomized model's top class and the class its
     maps explain; ``maps`` holds, per step and method, the absolute reduced maps
     ``(N, H, W)`` (float32, for figures), with ``original_maps`` the same for the trained
-    model.
+    model. ``methods`` are the methods' labels (:func:`method_label`). The trained
+    model's maps use ``seed``, the self-check's second run ``self_check_seed`` and step
+    ``k``'s maps ``step_seeds[k]`` (re-initialisation of step ``k`` uses ``seed + 1 + k``).
     """
 
     mode: str
@@ -116,6 +134,8 @@ class RandomizationResult:
     std: float | None
     reset_running_stats: bool
     seed: int
+    self_check_seed: int
+    step_seeds: tuple[int, ...]
     seconds: float
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -141,12 +161,18 @@ class RandomizationResult:
             "std": self.std,
             "reset_running_stats": self.reset_running_stats,
             "seed": self.seed,
+            "self_check_seed": self.self_check_seed,
+            "step_seeds": list(self.step_seeds),
             "seconds": round(self.seconds, 3),
             "predictions": self.predictions.tolist(),
             "explained": self.explained.tolist(),
             "methods": {
                 s.method: {
                     "self_check": {k: clean(v) for k, v in s.self_check.items()},
+                    "self_check_per_image": {
+                        k: [clean(float(v)) for v in values]
+                        for k, values in s.self_check_values.items()
+                    },
                     "constant_maps": s.constant.sum(dim=1).tolist(),
                     **{
                         m: {
@@ -211,19 +237,54 @@ def _module(model: Any) -> nn.Module:
     return unwrap_model(model)[0]
 
 
-def _check_methods(methods: Sequence[str]) -> None:
+def method_label(method: MethodLike) -> str:
+    """The name a method's rows carry in results: a registered name as given, a method
+    object as its name plus the options that differ from their defaults, e.g.
+    ``GradCam(relu=True)`` → ``"grad_cam(relu=True)"``."""
+    if isinstance(method, str):
+        return method
+    changed = []
+    for f in dataclasses.fields(method):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        value = getattr(method, f.name)
+        shown = value.name if isinstance(value, Method) else value
+        default = default.name if isinstance(default, Method) else default
+        try:
+            same = bool(shown == default)
+        except (TypeError, RuntimeError, ValueError):  # e.g. tensors: never "equal"
+            same = False
+        if not same:
+            changed.append(f"{f.name}={shown!r}")
+    return f"{method.name}({', '.join(changed)})" if changed else method.name
+
+
+def _check_methods(methods: Sequence[MethodLike]) -> list[str]:
+    """The methods' labels; unknown names and repeated labels are refused."""
     if not methods:
         raise InvalidOptionError("no method given; name at least one")
     for m in methods:
         make_method(m)  # unknown names are refused here, with suggestions
+    labels = [method_label(m) for m in methods]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise InvalidOptionError(
+            f"methods {repeated} are given more than once; list each method once, or "
+            "configure the copies differently (e.g. GradCam(relu=True) next to 'grad_cam')"
+        )
+    return labels
 
 
 def _check_options(
-    mode: str, methods: Sequence[str], init: str, std: float, metrics: Sequence[str]
-) -> None:
+    mode: str, methods: Sequence[MethodLike], init: str, std: float, metrics: Sequence[str]
+) -> list[str]:
     if mode not in MODES:
         raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
-    _check_methods(methods)
+    labels = _check_methods(methods)
     check_init(init, std)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -232,12 +293,31 @@ def _check_options(
             if unknown
             else "metrics is empty; name at least one"
         )
+    return labels
+
+
+def _self_checks(
+    references: Sequence[_Reference],
+    rerun: Callable[[], list[Explanation]],
+    enabled: bool,
+    n: int,
+) -> list[dict[str, Tensor]]:
+    """Each method's similarity to a second run on the unrandomized copy (NaN if off)."""
+    if not enabled:
+        skipped = torch.full((n,), float("nan"), dtype=torch.float64)
+        return [dict.fromkeys(METRICS, skipped) for _ in references]
+    return [r.compare(_input_maps(ex))[0] for r, ex in zip(references, rerun())]
 
 
 def model_randomization(
     model: nn.Module | Any,
     inputs: Tensor,
-    methods: Sequence[str] = ("gradient", "gradient_x_input", "integrated_gradients", "grad_cam"),
+    methods: Sequence[MethodLike] = (
+        "gradient",
+        "gradient_x_input",
+        "integrated_gradients",
+        "grad_cam",
+    ),
     target: TargetLike = None,
     *,
     mode: str = "cascading",
@@ -249,6 +329,7 @@ def model_randomization(
     seed: int = 0,
     foreground: Tensor | None = None,
     metrics: Sequence[str] = METRICS,
+    self_check: bool = True,
     batch_size: int | None = None,
     progress: StepProgress | None = None,
     **options: Any,
@@ -257,11 +338,17 @@ def model_randomization(
 
     Parameters
     ----------
-    model, inputs, target, seed, batch_size
+    model, inputs, target, batch_size
         As for :func:`seethrough.explain` (``target`` is what the trained model's maps
         explain; ``None``: its predicted class).
-    methods : sequence of str
-        Registered method names (controls ``edge_detector``, ``random_noise`` included).
+    seed : int
+        Seed of the trained model's maps; every other run draws from a seed derived
+        from it (module docstring), so a stochastic method's noise is independent
+        between models. Step ``k`` is re-initialised from ``seed + 1 + k``.
+    methods : sequence of str or Method
+        Registered method names (controls ``edge_detector``, ``random_noise`` included)
+        or configured method objects (``GradCam(relu=True)``), each given once; results
+        name them by :func:`method_label`.
     mode : {"cascading", "independent"}
     granularity : {"block", "module"}
         Steps of blocks / stages (default) or of single parametrised modules.
@@ -277,6 +364,10 @@ def model_randomization(
     metrics : sequence of str
         Which of :data:`METRICS` to compute (default all; the others are NaN). SSIM and
         HOG cost more than a model pass on large maps.
+    self_check : bool
+        Run every method a second time on the unrandomized copy with an independent seed
+        (default); False skips that run (one run of every method less) and leaves the
+        self-check NaN.
     progress : callable, optional
         ``progress(steps_done, steps_total)`` after the original and each step.
     **options
@@ -284,7 +375,7 @@ def model_randomization(
     """
     started = time.perf_counter()
     module = _module(model)
-    _check_options(mode, methods, init, std, metrics)
+    labels = _check_options(mode, methods, init, std, metrics)
     x = check_inputs(inputs, module)
     names = list(methods)
     first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
@@ -302,13 +393,15 @@ def model_randomization(
     if progress is not None:
         progress(1, total)
 
-    def run_methods() -> list[Explanation]:
+    def run_methods(seed: int) -> list[Explanation]:
         wanted = None if follow_prediction else fixed
         return explain(work, x, names, wanted, seed=seed, batch_size=batch_size, **options)
 
+    self_check_seed = derived_seed(seed, _SELF_CHECK_STREAM, 0)
+    step_seeds = tuple(derived_seed(seed, _STEP_STREAM, i) for i in range(len(steps)))
     originals = [_input_maps(ex) for ex in first]
     references = [_Reference(o, foreground, metrics) for o in originals]
-    self_check = [r.compare(_input_maps(ex))[0] for r, ex in zip(references, run_methods())]
+    checks = _self_checks(references, lambda: run_methods(self_check_seed), self_check, len(x))
     per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
     maps: list[tuple[Tensor, ...]] = []
     predictions, explained = [], []
@@ -323,7 +416,7 @@ def model_randomization(
             std=std,
             reset_running_stats=reset_running_stats,
         )
-        results = run_methods()
+        results = run_methods(step_seeds[i])
         seen = next((ex.predicted for ex in results if ex.predicted is not None), None)
         if seen is None:  # no method ran the plain inputs: one forward pass
             seen = forward_logits(work, lambda a, b: x[a:b], len(x), budget).argmax(dim=1)
@@ -349,15 +442,16 @@ def model_randomization(
             ssim=torch.stack(per_method[k]["ssim"]),
             hog=torch.stack(per_method[k]["hog"]),
             constant=torch.stack(per_method[k]["constant"]),
-            self_check={m: float(v.nanmean()) for m, v in self_check[k].items()},
+            self_check={m: float(v.nanmean()) for m, v in checks[k].items()},
+            self_check_values=dict(checks[k]),
         )
-        for k, name in enumerate(names)
+        for k, name in enumerate(labels)
     )
     return RandomizationResult(
         mode=mode,
         granularity=granularity,
         steps=tuple(steps),
-        methods=tuple(names),
+        methods=tuple(labels),
         similarities=similarities,
         original=tuple(first),
         original_maps=tuple(
@@ -371,6 +465,8 @@ def model_randomization(
         std=std if init == "normal" else None,
         reset_running_stats=reset_running_stats,
         seed=seed,
+        self_check_seed=self_check_seed,
+        step_seeds=step_seeds,
         seconds=time.perf_counter() - started,
         settings=dict(options),
     )
@@ -404,16 +500,19 @@ class ComparisonResult:
 def _one_row(method: str, values: dict[str, Tensor], constant: Tensor) -> Similarities:
     return Similarities(
         method=method,
+        spearman_abs=values["spearman_abs"][None],
+        spearman=values["spearman"][None],
+        ssim=values["ssim"][None],
+        hog=values["hog"][None],
         constant=constant[None],
         self_check={},
-        **{m: values[m][None] for m in METRICS},
     )
 
 
 def edge_similarity(
     model: nn.Module | Any,
     inputs: Tensor,
-    methods: Sequence[str],
+    methods: Sequence[MethodLike],
     target: TargetLike = None,
     *,
     foreground: Tensor | None = None,
@@ -424,10 +523,10 @@ def edge_similarity(
     """How much each method's map resembles the input's edges (Sobel magnitude) — the
     paper's warning sign: a map that matches the edges may not need the model at all."""
     started = time.perf_counter()
-    _check_methods(methods)
+    labels = _check_methods(methods)
     x = check_inputs(inputs, _module(model))
     results = explain(model, x, list(methods), target, seed=seed, batch_size=batch_size, **options)
-    return edge_similarity_of(results, foreground=foreground, started=started)
+    return edge_similarity_of(results, foreground=foreground, started=started, labels=labels)
 
 
 def edge_similarity_of(
@@ -435,19 +534,27 @@ def edge_similarity_of(
     *,
     foreground: Tensor | None = None,
     started: float | None = None,
+    labels: Sequence[str] | None = None,
 ) -> ComparisonResult:
-    """:func:`edge_similarity` for explanations already made (of the same inputs)."""
+    """:func:`edge_similarity` for explanations already made (of the same inputs);
+    ``labels`` name their rows (default: each explanation's method name), e.g. a
+    :class:`RandomizationResult`'s ``methods`` for its ``original`` explanations."""
     from .controls import sobel_edges
 
     began = time.perf_counter() if started is None else started
+    names = list(labels) if labels is not None else [ex.method for ex in explanations]
+    if len(names) != len(explanations):
+        raise InvalidOptionError(
+            f"{len(names)} labels for {len(explanations)} explanations; give one per explanation"
+        )
     edges = sobel_edges(explanations[0].inputs)
     sims = tuple(
-        _one_row(ex.method, _compare(edges, maps, foreground), constant_maps(maps))
-        for ex, maps in ((ex, _input_maps(ex)) for ex in explanations)
+        _one_row(name, _compare(edges, maps, foreground), constant_maps(maps))
+        for name, maps in ((name, _input_maps(ex)) for name, ex in zip(names, explanations))
     )
     return ComparisonResult(
         "edge map",
-        tuple(ex.method for ex in explanations),
+        tuple(names),
         sims,
         explanations[0].targets,
         None,
@@ -459,7 +566,7 @@ def data_randomization(
     model: nn.Module | Any,
     random_label_model: nn.Module | Any,
     inputs: Tensor,
-    methods: Sequence[str],
+    methods: Sequence[MethodLike],
     target: TargetLike = None,
     *,
     follow_prediction: bool = False,
@@ -475,23 +582,27 @@ def data_randomization(
 
     Both explain the class ``target`` selects on ``model`` (``None``: its prediction);
     with ``follow_prediction`` the random-label model explains its own top class.
+    ``model``'s maps use ``seed``; the random-label model's draw from a seed derived from
+    it, so a stochastic method's noise is independent between the two models (as in
+    :func:`model_randomization`). Methods: as for :func:`model_randomization`.
     """
     started = time.perf_counter()
-    _check_methods(methods)
+    labels = _check_methods(methods)
     x = check_inputs(inputs, _module(model))
     names = list(methods)
     true = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
     wanted = None if follow_prediction else true[0].targets
+    other_seed = derived_seed(seed, _RANDOM_LABEL_STREAM, 0)
     rand = explain(
-        random_label_model, x, names, wanted, seed=seed, batch_size=batch_size, **options
+        random_label_model, x, names, wanted, seed=other_seed, batch_size=batch_size, **options
     )
     sims = tuple(
-        _one_row(a.method, _compare(_input_maps(a), maps, foreground), constant_maps(maps))
-        for a, maps in ((a, _input_maps(b)) for a, b in zip(true, rand))
+        _one_row(label, _compare(_input_maps(a), maps, foreground), constant_maps(maps))
+        for label, a, maps in ((k, a, _input_maps(b)) for k, a, b in zip(labels, true, rand))
     )
     return ComparisonResult(
         "random-label model",
-        tuple(names),
+        tuple(labels),
         sims,
         true[0].targets,
         rand[0].targets,

@@ -21,7 +21,7 @@ METRIC_LABELS = {
     "spearman_abs": "Spearman rank correlation (absolute maps)",
     "spearman": "Spearman rank correlation (signed maps)",
     "ssim": "SSIM",
-    "hog": "rank correlation of HOG",
+    "hog": "Pearson correlation of HOG",
 }
 
 
