@@ -69,7 +69,7 @@ from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import check_init, derived_seed, randomize_step
+from .randomize import check_init, derived_seed, randomize_steps
 from .sanity import MODES, MethodLike, _check_methods
 from .similarity import _pearson_rows
 from .steps import RandomizationStep, randomization_steps
@@ -227,35 +227,6 @@ def _steps(work: nn.Module, x: Tensor, granularity: str, order: str) -> list[Ran
     return steps if order == "bottom_up" else list(reversed(steps))
 
 
-def _randomized(
-    work: nn.Module,
-    steps: Sequence[RandomizationStep],
-    *,
-    mode: str,
-    seed: int,
-    init: str,
-    std: float,
-    reset_running_stats: bool,
-    every_step: bool = True,
-) -> Iterator[int]:
-    """Randomize ``work`` (a copy) step by step, yielding each step's index after it
-    (only the last one's unless ``every_step``)."""
-    trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
-    for k, step in enumerate(steps):
-        if mode == "independent":
-            work.load_state_dict(trained)
-        randomize_step(
-            work,
-            step,
-            seed=seed + 1 + k,
-            init=init,
-            std=std,
-            reset_running_stats=reset_running_stats,
-        )
-        if every_step or k == len(steps) - 1:
-            yield k
-
-
 def _fixed_target(model: nn.Module, x: Tensor, target: TargetLike, s: _Settings) -> Tensor:
     """The class each image's maps explain, fixed on the trained model's clean input
     (a model-free control resolves the target in one guarded forward pass)."""
@@ -408,7 +379,7 @@ def smooth_mprt(
     steps = _steps(work, x, granularity, order)
     rows: list[list[Tensor]] = [[] for _ in methods]
     after = []
-    for k in _randomized(
+    for k in randomize_steps(
         work,
         steps,
         mode=mode,
@@ -573,7 +544,7 @@ def efficient_mprt(
     trained = _maps(work, x, fixed, derived_seed(seed, _EXPLAIN_STREAM, 0), s)
     model_trained = _model_entropy(work, x, batch_size)
     steps = _steps(work, x, granularity, order)
-    for _ in _randomized(
+    for _ in randomize_steps(
         work,
         steps,
         mode="cascading",

@@ -10,13 +10,15 @@ statistics of normalisation layers are kept by default (as Adebayo et al. did); 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import torch
 from torch import nn
 
 from ..errors import InvalidOptionError
 from .steps import RandomizationStep
 
-__all__ = ["INITS", "check_init", "derived_seed", "randomize_step"]
+__all__ = ["INITS", "check_init", "derived_seed", "randomize_step", "randomize_steps"]
 
 INITS = ("default", "normal")
 _RUNNING = ("running_mean", "running_var", "num_batches_tracked")
@@ -87,3 +89,33 @@ def randomize_step(
             elif not reset_running_stats:
                 for b, value in kept.items():
                     getattr(module, b).copy_(value)
+
+
+def randomize_steps(
+    work: nn.Module,
+    steps: Sequence[RandomizationStep],
+    *,
+    mode: str,
+    seed: int,
+    init: str,
+    std: float,
+    reset_running_stats: bool,
+    every_step: bool = True,
+) -> Iterator[int]:
+    """Randomize ``work`` (a copy) step by step — step ``k`` from seed ``seed + 1 + k``;
+    ``mode="independent"`` restores the trained weights before each — yielding each
+    step's index after it (only the last one's unless ``every_step``)."""
+    trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    for k, step in enumerate(steps):
+        if mode == "independent":
+            work.load_state_dict(trained)
+        randomize_step(
+            work,
+            step,
+            seed=seed + 1 + k,
+            init=init,
+            std=std,
+            reset_running_stats=reset_running_stats,
+        )
+        if every_step or k == len(steps) - 1:
+            yield k

@@ -38,7 +38,7 @@ from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import check_init, derived_seed, randomize_step
+from .randomize import check_init, derived_seed, randomize_steps
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
 
@@ -386,7 +386,6 @@ def model_randomization(
         )
     fixed = first[0].targets
     work = copy.deepcopy(module)
-    trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
     steps = list(reversed(randomization_steps(work, x[:1], granularity)))
     total = len(steps) + 1
     budget = Budget(batch_size, x.device)  # chunks the per-step prediction passes
@@ -405,17 +404,15 @@ def model_randomization(
     per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
     maps: list[tuple[Tensor, ...]] = []
     predictions, explained = [], []
-    for i, step in enumerate(steps):
-        if mode == "independent":
-            work.load_state_dict(trained)
-        randomize_step(
-            work,
-            step,
-            seed=seed + 1 + i,
-            init=init,
-            std=std,
-            reset_running_stats=reset_running_stats,
-        )
+    for i in randomize_steps(
+        work,
+        steps,
+        mode=mode,
+        seed=seed,
+        init=init,
+        std=std,
+        reset_running_stats=reset_running_stats,
+    ):
         results = run_methods(step_seeds[i])
         seen = next((ex.predicted for ex in results if ex.predicted is not None), None)
         if seen is None:  # no method ran the plain inputs: one forward pass
