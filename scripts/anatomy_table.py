@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from seethrough.core.layers import find_layer
 from seethrough.core.stats import Interval, holm, mean_ci, paired_test
 from seethrough.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from seethrough.models.fashion_cnn import fashion_cnn
+from seethrough.report.serialize import dumps, to_jsonable
 from seethrough.viz import plot_anatomy, plot_card, save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +196,7 @@ def probe_family(
             {
                 "comparison": label,
                 "kind": kind,
-                "difference": interval.to_dict(),
+                "difference": to_jsonable(interval),
                 "text": text,
                 "p": raw,
                 "p_holm": adj,
@@ -218,7 +218,7 @@ def gradient_family(names: Sequence[str], norms: np.ndarray) -> list[dict[str, A
         out.append(
             {
                 "comparison": f"{names[j]} − {names[i]}",
-                "difference": interval.to_dict(),
+                "difference": to_jsonable(interval),
                 "text": text,
                 "p": raw,
                 "p_holm": adj,
@@ -594,7 +594,7 @@ def tcav_record(results: dict[tuple[str, str], Any]) -> dict[str, Any]:
     shared = ("null_set_means", "null_set_cav_accuracy")
     out: dict[str, Any] = {"null": {}, "concepts": []}
     for (layer, _), t in results.items():
-        record = t.to_dict()
+        record = to_jsonable(t)
         out["null"].setdefault(layer, {k: record[k] for k in shared})
         out["concepts"].append({k: v for k, v in record.items() if k not in shared})
     return out
@@ -616,24 +616,24 @@ def json_record(
         card = r["card"]
         return {
             "block": card.name,
-            "mean_ablation_drop": r["drop"][0].to_dict(),
+            "mean_ablation_drop": to_jsonable(r["drop"][0]),
             "worst_channel": {
                 "channel": r["worst"][0],
                 "drop_on_sweep_images": r["worst"][1],
-                "drop_held_out": r["worst"][2][0].to_dict(),
+                "drop_held_out": to_jsonable(r["worst"][2][0]),
             },
             "class_most_hurt": {
                 "channel": r["class"][0],
                 "class": r["class"][1],
                 "drop_on_sweep_images": r["class"][2],
-                "drop_held_out": r["class"][3][0].to_dict(),
+                "drop_held_out": to_jsonable(r["class"][3][0]),
                 "held_out_images": r["class"][4],
             },
             "half_way_channels": r["half"][0],
-            "half_way_drop_held_out": r["half"][2][0].to_dict() if r["half"][2] else None,
-            "output_grad": g[0].to_dict(),
-            "probe": ci(card.probe.test_correct)[0].to_dict(),
-            "random_probe": ci(card.random_probe.test_correct)[0].to_dict(),
+            "half_way_drop_held_out": to_jsonable(r["half"][2][0]) if r["half"][2] else None,
+            "output_grad": to_jsonable(g[0]),
+            "probe": to_jsonable(ci(card.probe.test_correct)[0]),
+            "random_probe": to_jsonable(ci(card.random_probe.test_correct)[0]),
         }
 
     def by_seed(table: Any) -> dict[str, Any]:
@@ -647,16 +647,16 @@ def json_record(
         }
 
     return {
-        "anatomy": result.to_dict(),
+        "anatomy": to_jsonable(result),
         "intervals": {
             "level": 0.95,
             "blocks": [block(r, g) for r, g in zip(blocks, grad_ci)],
-            "pixel_probe": ci(result.pixel_probe.test_correct)[0].to_dict(),
+            "pixel_probe": to_jsonable(ci(result.pixel_probe.test_correct)[0]),
         },
         "probe_tests": {str(s): rows for s, rows in family.items()},
         "probe_accuracy_by_seed": {str(s): by_seed(t) for s, t in class_probes.items()},
         "gradient_tests": grads_family,
-        "surrogate": {"groups": SURROGATE, "probes": groups.to_dict()},
+        "surrogate": {"groups": SURROGATE, "probes": to_jsonable(groups)},
         "tcav": {
             "runs": TCAV_RUNS,
             "null_sets": TCAV_NULL_SETS,
@@ -755,7 +755,7 @@ def main() -> None:
         tests,
         seconds,
     )
-    (docs / "anatomy-results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (docs / "anatomy-results.json").write_text(dumps(record), encoding="utf-8")
     print("\n".join(lines))
 
 

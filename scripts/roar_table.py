@@ -15,7 +15,6 @@ the subset, the epochs and the method settings below are chosen to fit ~20 minut
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from seethrough.attribution import make_method
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.models.training import accuracy, train_classifier
+from seethrough.report.serialize import dumps, roar_record
 from seethrough.trust.roar import RANDOM, RoarResult, attribution_maps, roar, tie_broken_ranks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -386,10 +386,10 @@ def write_doc(result: RoarResult, meta: dict[str, Any], out: Path) -> None:
         "",
     ]
     out.write_text("\n".join(lines))
-    data = result.to_dict(comparisons=comparisons)
+    data = roar_record(result, comparisons=comparisons)
     data["meta"] = meta
     data["claims"] = claims
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    out.with_suffix(".json").write_text(dumps(data), encoding="utf-8")
 
 
 def _options(settings: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from seethrough.core.stats import Interval, holm, mean_ci, paired_test
 from seethrough.data import DEFAULT_SAMPLES
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.models.fashion_cnn import fashion_cnn
+from seethrough.report.serialize import dumps, to_jsonable
 from seethrough.trust import (
     data_randomization,
     edge_similarity_of,
@@ -155,8 +156,8 @@ def curve_table(result: Any, metric: str, resamples: int, record: dict[str, Any]
         cells = [cell(check_iv) if check_iv is not None else "–", *(cell(iv) for iv in ivs)]
         lines.append(f"| {shown(s.method)} | " + " | ".join(cells) + " |")
         record[s.method] = {
-            "self_check": check_iv.to_dict() if check_iv is not None else None,
-            "steps": {st_.name: iv.to_dict() for st_, iv in zip(result.steps, ivs)},
+            "self_check": to_jsonable(check_iv) if check_iv is not None else None,
+            "steps": {st_.name: to_jsonable(iv) for st_, iv in zip(result.steps, ivs)},
         }
     return lines
 
@@ -182,7 +183,7 @@ def foreground_table(
                 )
         ivs = intervals(np.array(columns).T, resamples)
         lines.append(f"| {shown(method)} | " + " | ".join(cell(iv) for iv in ivs) + " |")
-        record[method] = {st_.name: iv.to_dict() for st_, iv in zip(result.steps, ivs)}
+        record[method] = {st_.name: to_jsonable(iv) for st_, iv in zip(result.steps, ivs)}
     return lines
 
 
@@ -194,7 +195,7 @@ def row_table(
         values = np.stack([s.values(m)[0].numpy() for m in metrics], axis=1)  # (N, metrics)
         ivs = intervals(values, resamples)
         lines.append(f"| {shown(s.method)} | " + " | ".join(cell(iv) for iv in ivs) + " |")
-        record[s.method] = {m: iv.to_dict() for m, iv in zip(metrics, ivs)}
+        record[s.method] = {m: to_jsonable(iv) for m, iv in zip(metrics, ivs)}
     return lines
 
 
@@ -231,7 +232,7 @@ class Decided:
             "claim": self.test.claim,
             "tested": self.test.shown,
             "direction": ">" if self.test.sign > 0 else "<",
-            "mean_difference": self.interval.to_dict(),
+            "mean_difference": to_jsonable(self.interval),
             "n": finite(self.test.values),
             "p": self.p,
             "p_holm": self.p_holm,
@@ -366,10 +367,10 @@ def smprt_table(
         )
         lines.append(f"| {shown(s.method)} | {cell(check)} | {cell(score)} | {cell(bare)} |")
         record[s.method] = {
-            "self_check": check.to_dict(),
-            "smprt": score.to_dict(),
-            "without_denoising": bare.to_dict(),
-            "per_image": s.to_dict(),
+            "self_check": to_jsonable(check),
+            "smprt": to_jsonable(score),
+            "without_denoising": to_jsonable(bare),
+            "per_image": to_jsonable(s),
         }
     return lines
 
@@ -389,10 +390,10 @@ def emprt_table(results: Sequence[Any], resamples: int, record: dict[str, Any]) 
         )
         lines.append(f"| {shown(r.method)} | " + " | ".join(cell(iv) for iv in ivs) + " |")
         record[r.method] = {
-            "complexity_trained": ivs[0].to_dict(),
-            "complexity_random": ivs[1].to_dict(),
-            "score": ivs[2].to_dict(),
-            "per_image": r.to_dict(),
+            "complexity_trained": to_jsonable(ivs[0]),
+            "complexity_random": to_jsonable(ivs[1]),
+            "score": to_jsonable(ivs[2]),
+            "per_image": to_jsonable(r),
         }
     model = intervals(
         np.stack(
@@ -404,7 +405,7 @@ def emprt_table(results: Sequence[Any], resamples: int, record: dict[str, Any]) 
         ),
         resamples,
     )
-    record["model_complexity"] = {"trained": model[0].to_dict(), "random": model[1].to_dict()}
+    record["model_complexity"] = {"trained": to_jsonable(model[0]), "random": to_jsonable(model[1])}
     return [
         *lines,
         "",
@@ -509,7 +510,7 @@ def faithfulness_rows(
             + " | ".join(cell(ivs[n]) if n in ivs else "–" for n in names)
             + " |"
         )
-        record[label] = {n: iv.to_dict() for n, iv in ivs.items()}
+        record[label] = {n: to_jsonable(iv) for n, iv in ivs.items()}
     return lines, record
 
 
@@ -726,8 +727,8 @@ def fashion(
     ]
     rec.update(
         {
-            "cascading": cascade.to_dict(),
-            "independent": independent.to_dict(),
+            "cascading": to_jsonable(cascade),
+            "independent": to_jsonable(independent),
             "faithfulness": faith_record,
             "findings": [d.to_dict() for d in decided],
             "seconds": timings,
@@ -795,7 +796,7 @@ def efficientnet(settings: Settings, out: Path, lines: list[str], record: dict[s
     ]
     rec.update(
         {
-            "cascading": cascade.to_dict(),
+            "cascading": to_jsonable(cascade),
             "faithfulness": faith_record,
             "findings": [d.to_dict() for d in decided],
         }
@@ -896,7 +897,7 @@ def main() -> None:
     lines.append(f"(total {time.perf_counter() - started:.0f} s)")
     record["results"].setdefault("fashion_training", training)
     (out / "sanity-results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "sanity-results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (out / "sanity-results.json").write_text(dumps(record), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from seethrough.anatomy import (
     tcav_concepts,
 )
 from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
+from seethrough.report.serialize import to_jsonable
 
 
 def labelled(n: int = 24, seed: int = 3) -> tuple[nn.Module, Tensor, Tensor]:
@@ -205,7 +206,7 @@ def test_gradient_analysis_ranks_modules_and_leaves_no_trace() -> None:
     ranking = result.ranking()
     values = [result.module(n).output_grad for n in ranking]
     assert values == sorted(values, reverse=True)
-    json.dumps(result.to_dict())
+    json.dumps(to_jsonable(result), allow_nan=False)
 
 
 def test_probe_recovers_a_planted_linear_feature() -> None:
@@ -251,7 +252,7 @@ def test_probe_layers_with_baselines_on_a_planted_layer() -> None:
     assert table.pixels.test_index is not None
     for p in (*table.trained, *table.random):
         assert p.test_index is not None and torch.equal(p.test_index, table.pixels.test_index)
-    json.dumps(table.to_dict())
+    json.dumps(to_jsonable(table), allow_nan=False)
 
 
 class Planted(nn.Module):
@@ -290,7 +291,7 @@ def test_tcav_finds_a_planted_concept_and_not_a_random_one() -> None:
     again = tcav(model, "feat", pool[:30], pool[30:], inputs, 1, runs=8)
     torch.testing.assert_close(again.null_scores, random.null_scores, rtol=0, atol=0)
     assert again.p_value == random.p_value
-    json.dumps(found.to_dict())
+    json.dumps(to_jsonable(found), allow_nan=False)
     with pytest.raises(InvalidInputError, match="need at least"):
         tcav(model, "feat", concept, pool[:100], inputs, 1, runs=8)
     with pytest.raises(InvalidOptionError, match="smallest p-value is 1/20"):
@@ -429,7 +430,7 @@ def test_anatomy_cards_on_the_tiny_model() -> None:
     everything = ablate(model, x[:20], y[:20], [Ablation("bn2", tuple(range(8)))])
     assert card.cumulative[-1][1] == pytest.approx(float(everything.accuracy_drop[0]))
     assert card.gradients is not None and card.probe is not None
-    json.dumps(result.to_dict())
+    json.dumps(to_jsonable(result), allow_nan=False)
 
 
 def test_collected_features_are_flattened_or_pooled_to_the_cap() -> None:

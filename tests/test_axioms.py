@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 import seethrough as st
 from helpers import tiny_inputs, tiny_model
-from seethrough.attribution.integrated_gradients import gaussian_blur, quadrature
+from seethrough.attribution.integrated_gradients import quadrature
+from seethrough.core.baselines import gaussian_blur
 from seethrough.errors import InvalidOptionError
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import shutil
+import sys
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,7 @@ import seethrough
 import seethrough.jobs.explain as explain_job
 from seethrough.attribution import METHODS
 from seethrough.cli import main
+from seethrough.cli._shared import resolve_device
 from seethrough.data import DEFAULT_SAMPLES
 
 TINY_MODULE = "seethrough_cli_test_tinynet"
@@ -209,6 +212,12 @@ def _wrong_label_count(env: Env) -> tuple[list[str], str]:
     return args, "got 3 labels but"
 
 
+def _latin1_labels(env: Env) -> tuple[list[str], str]:
+    labels = env.file("latin1.txt", "\n".join([*TINY_LABELS[:4], "café"]).encode("latin-1"))
+    args = [env.image, *env.tiny[:4], "--labels", labels, "--device", "cpu"]
+    return args, f"labels file {labels!r} is not UTF-8 text (unexpected end of data at byte 32)"
+
+
 BAD_INPUTS: dict[str, Case] = {
     "missing image file": lambda e: ([str(e.tmp / "nope.png"), *e.tiny], "no such file"),
     "corrupt image": lambda e: (
@@ -239,6 +248,22 @@ BAD_INPUTS: dict[str, Case] = {
     "--set bad value": lambda e: (
         [e.image, *e.tiny, "--methods", "integrated_gradients", "--set", "steps=[8,"],
         "steps must be a positive integer, got '[8,'",
+    ),
+    "--set a number as text": lambda e: (
+        [e.image, *e.tiny, "--methods", "smoothgrad", "--set", "noise=abc"],
+        "smoothgrad: noise must be non-negative (a finite number), got 'abc' (str)",
+    ),
+    "--set nan": lambda e: (
+        [e.image, *e.tiny, "--methods", "smoothgrad", "--set", "noise=nan"],
+        "smoothgrad: noise must be non-negative (a finite number), got 'nan'",
+    ),
+    "--set infinity": lambda e: (
+        [e.image, *e.tiny, "--methods", "smoothgrad", "--set", "smoothgrad.noise=1e999"],
+        "smoothgrad: noise must be non-negative (a finite number), got inf",
+    ),
+    "--set tolerance as text": lambda e: (
+        [e.image, *e.tiny, "--methods", "integrated_gradients", "--set", "tolerance=abc"],
+        "integrated_gradients: tolerance must be in (0, 1) (a finite number), got 'abc'",
     ),
     "--set for a method not chosen": lambda e: (
         [e.image, *e.tiny, "--methods", "gradient", "--set", "grad_cam.relu=true"],
@@ -278,7 +303,15 @@ BAD_INPUTS: dict[str, Case] = {
         [e.image, *e.tiny[:-2], "--device", "cuda"],
         "no CUDA device is available here",
     ),
-    "unknown device": lambda e: ([e.image, "--device", "gpu"], "'gpu' is not one of"),
+    "unknown device": lambda e: ([e.image, "--device", "gpu"], "--device 'gpu' is not a device"),
+    "device index not a number": lambda e: (
+        [e.image, "--device", "cuda:x"],
+        "--device 'cuda:x' is not a device; use auto, cpu, cuda or cuda:N",
+    ),
+    "cuda:1 without cuda": lambda e: (
+        [e.image, *e.tiny[:-2], "--device", "cuda:1"],
+        "--device cuda:1: no CUDA device is available here",
+    ),
     "out is a non-empty folder": _existing_folder,
     "out is a file": _existing_file,
     "out below a file": _parent_is_file,
@@ -324,6 +357,11 @@ BAD_INPUTS: dict[str, Case] = {
         "no such labels file",
     ),
     "labels for another model": _wrong_label_count,
+    "labels file not UTF-8": _latin1_labels,
+    "state dict without --factory": lambda e: (
+        [e.image, "--model", str(e.assets / "tiny.safetensors"), "--device", "cpu"],
+        "holds only weights (a state dict); pass --factory 'package.module:callable'",
+    ),
     "batch size 0": lambda e: (
         [e.image, *e.tiny, "--batch-size", "0"],
         "'--batch-size': 0 is not in the range x>=1",
@@ -508,7 +546,7 @@ def test_methods_lists_every_method_with_its_options(capsys: pytest.CaptureFixtu
     assert lines[0].split()[0] == "gradient"
     assert lines[1].split()[0] == "gradient_x_input"  # a method without options: no options line
     # one options line per method that has options
-    with_options = [n for n, cls in METHODS.items() if dataclasses.fields(cls)]
+    with_options = [n for n in seethrough.method_names() if dataclasses.fields(METHODS[n])]
     assert result.out.count("options:") == len(with_options) >= 4
 
 
@@ -519,7 +557,8 @@ def test_help_version_and_no_arguments(capsys: pytest.CaptureFixture[str]) -> No
     assert "explain" in bare.out
     help_ = run_cli(capsys, "explain", "--help")
     assert help_.code == 0
-    assert "--device [auto|cpu|cuda]" in help_.out
+    assert "--device DEVICE" in help_.out
+    assert "cuda or cuda:N" in help_.out
     version = run_cli(capsys, "--version")
     assert (version.code, version.out) == (0, f"seethrough, version {seethrough.__version__}\n")
 
@@ -759,10 +798,91 @@ def test_ctrl_c_exits_130_and_leaves_nothing(
             str(out),
         )
         assert result.code == 130
-        assert result.err.splitlines()[-1] == "seethrough: error: interrupted; nothing was written"
+        assert result.err.splitlines()[-1] == (
+            "seethrough: error: interrupted; the output folder keeps the report of the "
+            "steps finished so far, if any"
+        )
         assert "Traceback" not in result.err
     assert not (env.tmp / "fresh").exists()
     assert tree(existing) == {"old.txt": b"kept"}
+
+
+def test_device_beyond_the_machines_gpus_is_one_line(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    args = [env.image, *env.tiny[:-2], "--device", "cuda:1", "--out", str(env.out)]
+    result = run_cli(capsys, "explain", *args)
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "seethrough: error: --device cuda:1: no such CUDA device; this machine has 1 (cuda:0)\n"
+    )
+    assert not env.out.exists()
+
+
+def test_device_names_a_gpu_by_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [resolve_device(d) for d in ("cuda:1", "cuda", "auto", "cpu")] == [
+        "cuda:1",
+        "cuda",
+        "cuda",
+        "cpu",
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+
+
+def test_factory_module_in_the_current_folder_is_found(
+    tmp_path: Path,
+    assets: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = "seethrough_cli_test_cwd_factory"
+    (tmp_path / f"{name}.py").write_text(TINY_SOURCE)
+    monkeypatch.chdir(tmp_path)  # not on sys.path: the console script does not add it
+    path = list(sys.path)
+    try:
+        weights = str(assets / "tiny.safetensors")
+        result = run_cli(capsys, "layers", "--factory", f"{name}:build", "--weights", weights)
+    finally:
+        sys.modules.pop(name, None)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[1].split() == ["features.0", "Conv2d", "1×4×56×56"]
+    assert sys.path == path  # the current folder was on the import path only while loading
+
+
+def test_progress_bar_is_full_when_a_method_stops_early(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = click.progressbar
+    bars: list[tuple[Any, list[int]]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        bar = real(*args, **kwargs)
+        positions: list[int] = []
+        update = bar.update
+
+        def tracked(steps: int, *rest: Any) -> None:
+            update(steps, *rest)
+            positions.append(bar.pos)
+
+        bar.update = tracked  # type: ignore[method-assign]
+        bars.append((bar, positions))
+        return bar
+
+    monkeypatch.setattr(click, "progressbar", recording)
+    args = [env.image, *env.tiny, "--methods", "integrated_gradients", "--out", str(env.out)]
+    result = run_cli(capsys, "explain", *args)
+    assert result.code == 0, result.err
+    (ig, reported), (figures, _) = bars
+    assert ig.label.strip() == "integrated_gradients"
+    # The adaptive rule stops before its planned rows; the bar still ends full (the run
+    # finished), not at the 52 % that its rows alone would reach.
+    assert reported[-1] == ig.pos == ig.length
+    assert figures.pos == figures.length == 1
 
 
 def test_device_auto_runs_on_the_cpu_without_cuda(

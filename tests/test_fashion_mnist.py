@@ -15,19 +15,16 @@ import pytest
 import torch
 
 from seethrough.data.fashion_mnist import (
+    FASHION_MEAN,
     FASHION_MNIST_CLASSES,
+    FASHION_STD,
     fashion_mnist_root,
     load_fashion_mnist,
 )
 from seethrough.errors import DatasetNotFoundError, InvalidInputError, InvalidOptionError
-from seethrough.models.fashion_cnn import (
-    FASHION_MEAN,
-    FASHION_STD,
-    FashionCNN,
-    fashion_cnn,
-    packaged_weights,
-)
+from seethrough.models.fashion_cnn import FashionCNN, fashion_cnn, packaged_weights
 from seethrough.models.training import accuracy, train_classifier
+from seethrough.models.zoo import FASHION_CNN_PREPROCESS
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +50,11 @@ def test_inputs_are_normalised_single_channel(test_split) -> None:  # type: igno
     assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
     expected = (test_split.images[:4, None].float() / 255 - FASHION_MEAN) / FASHION_STD
     torch.testing.assert_close(x, expected)
+    # the fashion-cnn model's preprocessing is the same normalisation: it inverts the inputs
+    # to the images (float32 rounding of one multiply-add: well under one grey level)
+    pixels = test_split.images[:4, None].double() / 255
+    shown = FASHION_CNN_PREPROCESS.invert(x).double()
+    torch.testing.assert_close(shown, pixels, rtol=0, atol=1e-6)
 
 
 def test_missing_data_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

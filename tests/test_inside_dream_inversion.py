@@ -11,7 +11,7 @@ from torch import nn
 
 import seethrough as st
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
-from seethrough.data.fashion_mnist import load_fashion_mnist
+from seethrough.data.fashion_mnist import FASHION_MEAN, FASHION_STD, load_fashion_mnist
 from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
 from seethrough.inside import (
     channel,
@@ -23,7 +23,7 @@ from seethrough.inside import (
     layer_objective,
 )
 from seethrough.inside.dream import octave_sizes
-from seethrough.models.fashion_cnn import FASHION_MEAN, FASHION_STD, fashion_cnn
+from seethrough.models.fashion_cnn import fashion_cnn
 
 NORM = (FASHION_MEAN, FASHION_STD)
 

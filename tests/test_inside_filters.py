@@ -12,6 +12,7 @@ from seethrough.errors import InvalidInputError, LayerError
 from seethrough.inside.filters import conv_layer_names, filters
 from seethrough.models import load_model
 from seethrough.models.fashion_cnn import fashion_cnn
+from seethrough.report.serialize import to_jsonable
 
 
 def test_filters_equal_the_modules_weights_and_are_a_cpu_copy() -> None:
@@ -33,10 +34,10 @@ def test_filters_equal_the_modules_weights_and_are_a_cpu_copy() -> None:
     assert model.conv2.weight.abs().sum() > 0
 
 
-def test_to_dict_summarises_the_weights() -> None:
+def test_json_summarises_the_weights() -> None:
     model = tiny_model()
     f = filters(model, "conv2")
-    d = f.to_dict()
+    d = to_jsonable(f)
     w = model.conv2.weight.detach()
     assert d["shape"] == [8, 6, 3, 3] and d["layer"] == "conv2" and d["dtype"] == "float64"
     assert d["weights"]["max"] == pytest.approx(float(w.max()), abs=1e-8)
@@ -109,7 +110,7 @@ def test_filter_figures(conv: nn.Conv2d, mode: str, axes: int) -> None:
     assert title.startswith("1 — weights ")
 
 
-def test_rgb_tiles_are_scaled_symmetrically_per_filter() -> None:
+def test_rgb_tiles_share_one_symmetric_scale() -> None:
     from seethrough.errors import InvalidOptionError
     from seethrough.viz import plot_filters
 
@@ -118,9 +119,10 @@ def test_rgb_tiles_are_scaled_symmetrically_per_filter() -> None:
         conv.weight.copy_(torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.25, -0.5]]).view(2, 3, 1, 1))
     figure = plot_filters(filters(nn.Sequential(conv), "0"))
     tiles = [ax.get_images()[0].get_array() for ax in figure.axes]
-    # 0.5 + 0.5 * w / max|w|: filter 0 → (0.75, 0, 0.5); filter 1 → (1, 0.75, 0)
+    # 0.5 + 0.5 * w / 2 (one scale for the grid, its max |w| = 2; issue 18 #10):
+    # filter 0 → (0.75, 0, 0.5); filter 1 → (0.625, 0.5625, 0.375)
     np.testing.assert_allclose(np.asarray(tiles[0])[0, 0], [0.75, 0.0, 0.5])
-    np.testing.assert_allclose(np.asarray(tiles[1])[0, 0], [1.0, 0.75, 0.0])
+    np.testing.assert_allclose(np.asarray(tiles[1])[0, 0], [0.625, 0.5625, 0.375])
     with pytest.raises(InvalidOptionError, match="mode 'rgb' needs 3 input channels"):
         plot_filters(filters(fashion_cnn(), "conv1"), mode="rgb")
     with pytest.raises(InvalidOptionError, match="filter 9 is out of range"):

@@ -12,6 +12,7 @@ from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.errors import InvalidOptionError, LayerError
 from seethrough.inside.feature_maps import default_rows, feature_maps
 from seethrough.models.fashion_cnn import fashion_cnn
+from seethrough.report.serialize import to_jsonable
 
 
 def _manual_bn1(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ def test_top_channels_by_max_and_mean_and_an_explicit_list() -> None:
     listed = feature_maps(model, x, "bn1", channels=[5, 0, 2])
     assert listed.channels.tolist() == [5, 0, 2] and listed.selection == "list"
     torch.testing.assert_close(listed.activations, expected[:, [5, 0, 2]], rtol=1e-12, atol=1e-12)
-    d = listed.to_dict()
+    d = to_jsonable(listed)
     assert [c["channel"] for c in d["channels"]] == [5, 0, 2]
     assert d["channels"][0]["max"] == pytest.approx(float(expected[:, 5].max()), abs=1e-8)
 

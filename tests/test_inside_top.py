@@ -14,9 +14,11 @@ from torch import Tensor, nn
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
-from seethrough.inside.top_examples import Span, receptive_field, top_examples
+from seethrough.inside.receptive_field import Span, receptive_field
+from seethrough.inside.top_examples import top_examples
 from seethrough.models import load_model
 from seethrough.models.fashion_cnn import fashion_cnn
+from seethrough.report.serialize import to_jsonable
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ def test_boxes_and_crops_are_the_strongest_units_pixels(
             assert (bottom, right) == (min(28, 4 * row + 10), min(28, 4 * col + 10))
             image = x[int(te.indices[r, j])]
             assert torch.equal(crops[r][j], image[:, top:bottom, left:right])
-    d = te.to_dict()
+    d = to_jsonable(te)
     assert d["receptive_field"]["size"] == [16, 16] and d["images_seen"] == 100
     assert d["channels"][1]["hits"][0]["image"] == int(te.indices[1, 0])
 

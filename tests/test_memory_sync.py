@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import seethrough as st
 from helpers import tiny_inputs, tiny_model
-from seethrough.attribution.base import Run
+from seethrough.attribution.run import PassContext
 from seethrough.attribution.smoothgrad import NoisyRows, SampleMoments
 from seethrough.core.targets import Target
 from seethrough.errors import RuleNotAppliedError, TargetError
@@ -140,8 +140,8 @@ def test_noisy_rows_are_the_documented_draws_however_they_are_asked_for() -> Non
     model, x = tiny_model(), tiny_inputs(n=IMAGES)
     expected = torch.cat(noisy_copies(x))
     sigma = NOISE * (x.flatten(1).max(1).values - x.flatten(1).min(1).values)
-    run = Run(model, x.device, SEED, None, None, 0)
-    rows = NoisyRows(run, x, sigma, SAMPLES)
+    ctx = PassContext(model, x.device, SEED, None, None)
+    rows = NoisyRows(ctx, x, sigma, SAMPLES)
     # in order, in chunks of 3; then a retry of a chunk (as after out-of-memory), a smaller
     # chunk from the same start, and a jump back
     for start, stop in [(0, 3), (3, 6), (6, 9), (6, 8), (6, 7), (7, 13), (2, 4), (13, 20)]:

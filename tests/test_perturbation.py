@@ -13,7 +13,7 @@ from torch import Tensor, nn
 import seethrough as st
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
 from seethrough.attribution import perturbation
-from seethrough.attribution.integrated_gradients import gaussian_blur
+from seethrough.core.baselines import gaussian_blur
 from seethrough.errors import InvalidOptionError, TargetError
 
 # ---------------------------------------------------------------------------------------

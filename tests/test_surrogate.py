@@ -164,7 +164,7 @@ def test_lime_equals_captum_lime_on_the_same_coalitions() -> None:
 
     model, x = tiny_model(), tiny_inputs(n=2)
     method = sur.Lime(samples=80)
-    ex = method.explain(model, x, seed=5)
+    ex = st.explain(model, x, method, seed=5)
     for i in range(len(x)):
         features = int(ex.feature_counts[i])
         coalitions = sur.lime_coalitions(features, 80, torch.Generator().manual_seed(5 + i))

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 import seethrough as st
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from seethrough.core.reinit import reinitialize
 from seethrough.errors import InvalidOptionError
-from seethrough.trust import randomization_steps, randomize_step
+from seethrough.report.serialize import to_jsonable
+from seethrough.trust import randomization_steps
 from seethrough.trust.mprt import (
     discrete_entropy,
     efficient_mprt,
@@ -62,7 +64,7 @@ def _planned(model: nn.Module, x: Tensor, seed: int) -> nn.Module:
     work = copy.deepcopy(model)
     steps = randomization_steps(work, x[:1], "module")
     for k, step in enumerate(steps):
-        randomize_step(work, step, seed=seed + 1 + k)
+        reinitialize(work, step.modules, seed=seed + 1 + k)
     planned = copy.deepcopy(model)
     modules = dict(work.named_modules())
     for name, module in planned.named_modules():
@@ -240,7 +242,7 @@ def test_without_noise_smooth_mprt_is_mprt_on_channel_summed_maps() -> None:
     work = copy.deepcopy(model)
     trained = st.explain(work, x, "gradient", 2).attributions.sum(dim=1).abs()
     for k, step in enumerate(result.steps):
-        randomize_step(work, step, seed=7 + 1 + k)
+        reinitialize(work, step.modules, seed=7 + 1 + k)
         new = st.explain(work, x, "gradient", 2).attributions.sum(dim=1).abs()
         expected = [spearmanr(trained[i].ravel(), new[i].ravel())[0] for i in range(3)]
         np.testing.assert_allclose(result.similarity[k].numpy(), expected, atol=1e-12)
@@ -272,7 +274,7 @@ def test_same_seed_same_scores_and_user_state_untouched() -> None:
     assert not torch.equal(a.similarity, c.similarity)
     f = efficient_mprt(model, x, "grad_cam", 1, layer="conv3")
     assert torch.equal(e.score, f.score) and e.higher_is_better and not a.higher_is_better
-    assert a.to_dict()["method"] == "smoothgrad" and e.to_dict()["bins"] == 100
+    assert to_jsonable(a)["method"] == "smoothgrad" and to_jsonable(e)["bins"] == 100
     failing = Failing(tiny_model(), fail_on=6).eval()
     snap = Snapshot.take(failing, x)
     with pytest.raises(RuntimeError, match="boom inside forward"):

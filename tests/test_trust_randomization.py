@@ -14,8 +14,10 @@ from torch import Tensor, nn
 
 import seethrough as st
 from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from seethrough.core.reinit import reinitialize
 from seethrough.errors import InvalidOptionError
-from seethrough.trust import model_randomization, randomization_steps, randomize_step
+from seethrough.report.serialize import to_jsonable
+from seethrough.trust import model_randomization, randomization_steps
 
 
 class HeadFirst(nn.Module):
@@ -83,7 +85,7 @@ def test_randomize_step_reinitialises_only_its_modules_keeps_running_stats_and_r
     steps = randomization_steps(model, tiny_inputs(n=1))
     step = next(s for s in steps if "bn1" in s.modules)
     rng = torch.get_rng_state()
-    randomize_step(model, step, seed=5)
+    reinitialize(model, step.modules, seed=5)
     assert torch.equal(torch.get_rng_state(), rng)
     after = model.state_dict()
     for key, value in before.items():
@@ -94,14 +96,14 @@ def test_randomize_step_reinitialises_only_its_modules_keeps_running_stats_and_r
         else:
             assert changed == (module in step.modules), key
     again = _trained_tiny()
-    randomize_step(again, step, seed=5)
+    reinitialize(again, step.modules, seed=5)
     for key, value in after.items():
         assert torch.equal(value, again.state_dict()[key]), key  # same seed, same weights
     reset = _trained_tiny()
-    randomize_step(reset, step, seed=5, reset_running_stats=True)
+    reinitialize(reset, step.modules, seed=5, reset_running_stats=True)
     assert torch.equal(reset.bn1.running_var, torch.ones_like(reset.bn1.running_var))
     normal = _trained_tiny()
-    randomize_step(normal, step, seed=5, init="normal", std=0.5)
+    reinitialize(normal, step.modules, seed=5, init="normal", std=0.5)
     assert float(normal.conv1.weight.detach().std()) == pytest.approx(0.5, rel=0.25)
 
 
@@ -129,7 +131,7 @@ def test_same_seed_same_table_and_cascading_reaches_full_randomization() -> None
     kwargs = {"target": 2, "layer": "conv3"}
     a = model_randomization(model, x, ["gradient", "grad_cam", "edge_detector"], **kwargs)
     b = model_randomization(model, x, ["gradient", "grad_cam", "edge_detector"], **kwargs)
-    assert a.to_dict()["methods"] == b.to_dict()["methods"]
+    assert to_jsonable(a)["methods"] == to_jsonable(b)["methods"]
     edges = a.similarity("edge_detector")
     # the control ignores the model: identical maps after every step
     torch.testing.assert_close(edges.spearman_abs, torch.ones_like(edges.spearman_abs))
@@ -155,7 +157,7 @@ def test_predictions_are_each_randomized_models_top_class() -> None:
         result = model_randomization(model, x, methods, target=2, **options)
         replay = copy.deepcopy(model)
         for i, step in enumerate(result.steps):
-            randomize_step(replay, step, seed=1 + i)
+            reinitialize(replay, step.modules, seed=1 + i)
             with torch.no_grad():
                 assert torch.equal(result.predictions[i], replay(x).argmax(dim=1)), step.name
         assert result.explained.eq(2).all()
@@ -168,9 +170,9 @@ def test_independent_step_equals_the_cascade_at_that_module() -> None:
     steps = list(reversed(randomization_steps(model, x[:1])))
     cascade = copy.deepcopy(model)
     for i, step in enumerate(steps):
-        randomize_step(cascade, step, seed=1 + i)
+        reinitialize(cascade, step.modules, seed=1 + i)
         alone = copy.deepcopy(model)
-        randomize_step(alone, step, seed=1 + i)
+        reinitialize(alone, step.modules, seed=1 + i)
         for name in step.modules:
             for p, q in zip(
                 dict(cascade.named_modules())[name].parameters(),
@@ -253,7 +255,7 @@ def test_matches_quantus_mprt_with_identical_settings_and_shows_its_average_bug(
     assert [s.name for s in steps] == [k for k in theirs if k != "original"]
     work = copy.deepcopy(model)
     for step in steps:
-        randomize_step(work, step, seed=43, reset_running_stats=True)
+        reinitialize(work, step.modules, seed=43, reset_running_stats=True)
         new = explain_func(work, x.numpy(), y.numpy())
         ours = [spearmanr(np.abs(a[i]).ravel(), np.abs(new[i]).ravel())[0] for i in range(4)]
         np.testing.assert_allclose(ours, theirs[step.name], rtol=0, atol=1e-6)

@@ -15,6 +15,7 @@ from helpers import Snapshot
 from seethrough.attribution import make_method
 from seethrough.errors import InvalidInputError, InvalidOptionError
 from seethrough.models.training import accuracy, train_classifier
+from seethrough.report.serialize import roar_record, to_jsonable
 from seethrough.trust import roar
 from seethrough.trust.roar import RANDOM, tie_broken_ranks
 
@@ -102,7 +103,7 @@ def test_oracle_ranking_drops_to_chance_random_does_not(data: tuple[Tensor, ...]
     interval = result.interval("oracle", 0.1, resamples=200)
     assert interval.low <= interval.estimate <= interval.high
     assert interval.n == len(test_x)
-    json.dumps(result.to_dict(resamples=200))
+    json.dumps(to_jsonable(roar_record(result, resamples=200)), allow_nan=False)
 
 
 def test_ties_are_broken_by_the_seed_not_raster_order() -> None:

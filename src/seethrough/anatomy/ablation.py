@@ -25,7 +25,6 @@ detected and run with repeated inputs instead.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,15 +92,6 @@ class Evaluation:
     class_loss: Tensor
     class_counts: Tensor
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "accuracy": round(self.accuracy, 6),
-            "loss": round(self.loss, 6),
-            "class_accuracy": [_clean(v) for v in self.class_accuracy.tolist()],
-            "class_loss": [_clean(v) for v in self.class_loss.tolist()],
-            "class_counts": self.class_counts.tolist(),
-        }
-
 
 @dataclass(frozen=True, eq=False)
 class AblationResult:
@@ -138,29 +128,6 @@ class AblationResult:
         """Ablation indices from the most harmful to the least (accuracy, then loss)."""
         drops, losses = self.accuracy_drop.tolist(), self.loss_increase.tolist()
         return sorted(range(len(drops)), key=lambda k: (-drops[k], -losses[k], k))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline.to_dict(),
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-            "batched": self.batched,
-            "ablations": [
-                {
-                    "name": a.name,
-                    "layer": a.layer,
-                    "channels": list(a.channels) if a.channels is not None else None,
-                    "mode": a.mode,
-                    "accuracy_drop": round(float(d), 6),
-                    **e.to_dict(),
-                }
-                for a, e, d in zip(self.ablations, self.evaluations, self.accuracy_drop)
-            ],
-        }
-
-
-def _clean(v: float) -> float | None:
-    return None if math.isnan(v) else round(v, 6)
 
 
 def check_labelled(inputs: Any, labels: Any, module: nn.Module) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,8 @@ linear layer) and returns one :class:`ModuleCard` per module:
 * ``probe`` / ``random_probe`` — held-out accuracy of a linear probe on the module's
   output, for the trained network and a randomly initialised copy (:mod:`.probes`).
 
-Cards are frozen, JSON-ready (``to_dict``) and drawn by :func:`seethrough.viz.plot_card`.
+Cards are frozen, written as JSON by :func:`seethrough.report.serialize.to_jsonable` and drawn
+by :func:`seethrough.viz.plot_card`.
 """
 
 from __future__ import annotations
@@ -68,40 +69,6 @@ class ModuleCard:
             return None
         return int(torch.nan_to_num(self.class_accuracy_drop, nan=-1.0).argmax())
 
-    def to_dict(self) -> dict[str, Any]:
-        def r(v: float | None) -> float | None:
-            return None if v is None else round(float(v), 6)
-
-        drops = self.channel_drop
-        return {
-            "name": self.name,
-            "module": self.module,
-            "kind": self.kind,
-            "output_shape": list(self.output_shape),
-            "parameters": self.parameters,
-            "ablation": None if self.ablation is None else self.ablation.to_dict(),
-            "accuracy_drop": r(self.accuracy_drop),
-            "class_accuracy_drop": (
-                None
-                if self.class_accuracy_drop is None
-                else [r(v) for v in self.class_accuracy_drop.tolist()]
-            ),
-            "worst_class": self.worst_class,
-            "channel_drop": None if drops is None else [r(v) for v in drops.tolist()],
-            "cumulative": [[k, r(v)] for k, v in self.cumulative],
-            "channel_order": list(self.channel_order),
-            "gradients": None if self.gradients is None else self.gradients.to_dict(),
-            "probe_accuracy": None if self.probe is None else r(self.probe.test_accuracy),
-            "random_probe_accuracy": (
-                None if self.random_probe is None else r(self.random_probe.test_accuracy)
-            ),
-            "extras": {k: v for k, v in self.extras.items() if _jsonable(v)},
-        }
-
-
-def _jsonable(v: Any) -> bool:
-    return isinstance(v, (str, int, float, bool, list, dict, type(None)))
-
 
 @dataclass(frozen=True, eq=False)
 class Anatomy:
@@ -123,19 +90,6 @@ class Anatomy:
         raise InvalidOptionError(
             f"no card {name!r} (cards: {', '.join(c.name for c in self.cards)})"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline.to_dict(),
-            "pixel_probe_accuracy": (
-                None if self.pixel_probe is None else round(self.pixel_probe.test_accuracy, 6)
-            ),
-            "chance": None if self.pixel_probe is None else round(self.pixel_probe.chance, 6),
-            "class_names": list(self.class_names) if self.class_names else None,
-            "seconds": round(self.seconds, 3),
-            "settings": self.settings,
-            "cards": [c.to_dict() for c in self.cards],
-        }
 
 
 def block_outputs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:

@@ -20,7 +20,6 @@ restored (``guarded``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,24 +54,6 @@ class ModuleGradients:
     grad_x_activation: Tensor
     class_grad_x_activation: Tensor
 
-    def to_dict(self) -> dict[str, Any]:
-        def clean(values: Tensor | None) -> Any:
-            if values is None:
-                return None
-            return [None if math.isnan(v) else round(v, 8) for v in values.reshape(-1).tolist()]
-
-        return {
-            "name": self.name,
-            "output_grad": round(self.output_grad, 8),
-            "class_output_grad": clean(self.class_output_grad),
-            "param_grad": None if self.param_grad is None else round(self.param_grad, 8),
-            "class_param_grad": clean(self.class_param_grad),
-            "relative_param_grad": (
-                None if self.relative_param_grad is None else round(self.relative_param_grad, 8)
-            ),
-            "grad_x_activation": clean(self.grad_x_activation),
-        }
-
 
 @dataclass(frozen=True, eq=False)
 class GradientAnalysis:
@@ -99,14 +80,6 @@ class GradientAnalysis:
             )
         rated = [(getattr(m, key), m.name) for m in self.modules]
         return [name for value, name in sorted(rated, key=lambda t: -(t[0] or 0.0))]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "objective": self.objective,
-            "class_counts": self.class_counts.tolist(),
-            "seconds": round(self.seconds, 3),
-            "modules": [m.to_dict() for m in self.modules],
-        }
 
 
 def parametrised_modules(model: nn.Module) -> list[str]:

@@ -30,6 +30,7 @@ from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
+from ..core.reinit import reinitialize
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
 from .ablation import DEFAULT_ROWS, check_labelled
 
@@ -97,30 +98,6 @@ class ProbeTable:
     pixels: Probe | None
     seed: int
     seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        def row(p: Probe) -> dict[str, Any]:
-            return {
-                "test_accuracy": round(p.test_accuracy, 6),
-                "train_accuracy": round(p.train_accuracy, 6),
-                "features": p.features,
-            }
-
-        return {
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-            "chance": round(self.trained[0].chance, 6) if self.trained else None,
-            "pixels": row(self.pixels) if self.pixels is not None else None,
-            "layers": {
-                name: {
-                    "trained": row(t),
-                    "random_network": row(r) if r is not None else None,
-                }
-                for name, t, r in zip(
-                    self.layers, self.trained, self.random or [None] * len(self.layers)
-                )
-            },
-        }
 
 
 def surrogate_labels(labels: Tensor, groups: Mapping[str, Sequence[int]]) -> Tensor:
@@ -288,18 +265,11 @@ def fit_probe(
 
 def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     """A copy of ``model`` with every module's parameters re-initialised by its own
-    ``reset_parameters`` (and normalisation statistics reset), from ``seed``; the global
-    RNG is untouched."""
+    ``reset_parameters`` (and normalisation statistics reset), from ``seed``, by
+    :func:`~seethrough.core.reinit.reinitialize`; the global RNG (CPU and CUDA) is
+    untouched."""
     clone = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in clone.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-            stats = getattr(m, "reset_running_stats", None)
-            if callable(stats):
-                stats()
+    reinitialize(clone, seed=seed, reset_running_stats=True)
     return clone
 
 

@@ -137,31 +137,6 @@ class TcavResult:
         """The smallest p-value the test can give: ``1 / (null_sets + 1)``."""
         return 1.0 / (len(self.null_scores) + 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        def r(values: Tensor) -> list[float]:
-            return [round(v, 6) for v in values.tolist()]
-
-        return {
-            "concept": self.concept,
-            "layer": self.layer,
-            "target": self.target,
-            "examples": self.examples,
-            "mean": round(self.mean, 6),
-            "std": round(float(self.scores.std()), 6) if len(self.scores) > 1 else 0.0,
-            "null_mean": round(float(self.null_means.mean()), 6),
-            "null_std": round(float(self.null_means.std()), 6),
-            "p_value": self.p_value,
-            "cav_p_value": self.cav_p_value,
-            "smallest_p": self.smallest_p,
-            "alpha": self.alpha,
-            "significant": self.significant,
-            "seed": self.seed,
-            "scores": r(self.scores),
-            "cav_accuracy": r(self.cav_accuracy),
-            "null_set_means": r(self.null_means),
-            "null_set_cav_accuracy": r(self.null_cav_accuracy.mean(dim=1)),
-        }
-
 
 def layer_gradients(
     model: nn.Module, inputs: Tensor, layer: str, target: int, batch_size: int | None = None

@@ -3,9 +3,12 @@
 # isort: skip_file
 # Import order is registration order, which is the order `method_names()` lists.
 
-from .base import METHODS, Attribution, Method, Run, explain, make_method, method_names, register
+from .run import CleanPass, PassContext, PassNeeds
+from .method import METHODS, Attribution, Method, method_names, register
+from .api import explain, explain_all, make_method
 from .explanation import (
     CamExplanation,
+    Details,
     Explanation,
     GuidedExplanation,
     GuidedGradCamExplanation,
@@ -17,27 +20,31 @@ from .integrated_gradients import IntegratedGradients
 from .path_methods import ExpectedGradients, GuidedIntegratedGradients
 from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
-from .cam import GradCam, GuidedGradCam
+from .perturbation import Occlusion, OcclusionExplanation, Rise
 from .cams import (
     AblationCam,
     Cam,
     EigenCam,
+    GradCam,
     GradCamPlusPlus,
+    GuidedGradCam,
     HiResCam,
     LayerCam,
+    MultiLayerCamExplanation,
     PerturbationCamExplanation,
     ScoreCam,
     XGradCam,
+    fuse_layers,
 )
-from .perturbation import Occlusion, OcclusionExplanation, Rise
 from .surrogate import KernelShap, KernelShapExplanation, Lime, LimeExplanation
-from .multilayer import MultiLayerCamExplanation, fuse_layers
 
 __all__ = [
     "METHODS",
     "AblationCam",
     "Attribution",
     "Cam",
+    "CleanPass",
+    "Details",
     "EigenCam",
     "ExpectedGradients",
     "GradCamPlusPlus",
@@ -67,11 +74,13 @@ __all__ = [
     "MultiLayerCamExplanation",
     "Occlusion",
     "OcclusionExplanation",
+    "PassContext",
+    "PassNeeds",
     "PathExplanation",
     "Rise",
-    "Run",
     "SmoothGrad",
     "explain",
+    "explain_all",
     "fuse_layers",
     "make_method",
     "method_names",

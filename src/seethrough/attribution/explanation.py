@@ -1,28 +1,35 @@
-"""Explanations: frozen results with raw attributions and what produced them."""
+"""Explanations: frozen results with raw attributions and what produced them.
+
+Data only: plotting is :func:`seethrough.viz.plot`. A method's own result fields are
+declared once, in a :class:`Details` dataclass that the method returns and that its
+explanation type inherits (``CamExplanation(Explanation, CamDetails)``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 __all__ = [
+    "CamDetails",
     "CamExplanation",
+    "Details",
     "Explanation",
+    "GuidedDetails",
     "GuidedExplanation",
+    "GuidedGradCamDetails",
     "GuidedGradCamExplanation",
+    "IntegratedGradientsDetails",
     "IntegratedGradientsExplanation",
+    "PathDetails",
     "PathExplanation",
+    "freeze_settings",
 ]
 
 
@@ -67,6 +74,14 @@ class Explanation:
         ``(N,)`` the model's top class for each row, read off the call's own pass over
         the rows themselves (None when no method of the call ran one: path and
         perturbation methods see only altered inputs).
+    nonfinite_rows : tuple of int
+        Rows whose target score or attributions are not finite (NaN or ±inf).
+    nonfinite_steps : tuple of str
+        Every step of the call where a score or gradient was not finite, with the rows
+        of that pass (e.g. a noisy copy or a path point whose output was NaN, which
+        can leave a finite but wrong map). Both are empty unless the call was made with
+        ``nonfinite="warn"``: by default it raises
+        :class:`~seethrough.errors.NonFiniteError` instead.
     """
 
     method: str
@@ -84,6 +99,8 @@ class Explanation:
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     predicted: Tensor | None = None
+    nonfinite_rows: tuple[int, ...] = ()
+    nonfinite_steps: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.attributions.shape[0])
@@ -127,22 +144,29 @@ class Explanation:
         }
         return self.replace(**changes)
 
-    def plot(self, **options: Any) -> Figure:
-        """A figure: each row's input and its heatmaps with colour bars
-        (see :func:`seethrough.viz.plot`)."""
-        from ..viz import plot
 
-        return plot([self], **options)
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Details:
+    """The fields a method adds to its result, returned by the method and inherited by
+    its explanation type (the base of every ``...Details``)."""
 
-    def save(self, path: str | os.PathLike[str], **options: Any) -> Path:
-        """Save :meth:`plot` as a PNG file and return its path."""
-        from ..viz import save_figure
-
-        return save_figure(self.plot(**options), path)
+    def as_fields(self) -> dict[str, Any]:
+        """The fields by name, for the explanation's constructor (values not copied)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class PathExplanation(Explanation):
+class PathDetails(Details):
+    """What a path method reports per row: see :class:`PathExplanation`."""
+
+    baselines: Tensor
+    baseline_scores: Tensor
+    completeness_error: Tensor
+    path_points: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PathExplanation(Explanation, PathDetails):
     """A path method (integrated gradients and its variants), with the completeness
     check of Sundararajan et al. (2017).
 
@@ -153,11 +177,6 @@ class PathExplanation(Explanation):
     points at which each row's gradient was computed.
     """
 
-    baselines: Tensor
-    baseline_scores: Tensor
-    completeness_error: Tensor
-    path_points: Tensor
-
     @property
     def relative_completeness_error(self) -> Tensor:
         """``|completeness_error| / |score(input) - score(baseline)|`` per row (the
@@ -167,7 +186,15 @@ class PathExplanation(Explanation):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class IntegratedGradientsExplanation(PathExplanation):
+class IntegratedGradientsDetails(PathDetails):
+    """A path method's fields plus ``map_error``: see
+    :class:`IntegratedGradientsExplanation`."""
+
+    map_error: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class IntegratedGradientsExplanation(PathExplanation, IntegratedGradientsDetails):
     """Integrated gradients (see :class:`PathExplanation`), with an estimate of the
     map's own error.
 
@@ -178,11 +205,18 @@ class IntegratedGradientsExplanation(PathExplanation):
     does not let per-pixel errors of opposite sign cancel.
     """
 
-    map_error: Tensor
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GuidedDetails(Details):
+    """What a rewritten-backward rule did: see :class:`GuidedExplanation`."""
+
+    rule_applications: int
+    rewritten: Mapping[str, int]
+    untouched_nonlinearities: Mapping[str, int]
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class GuidedExplanation(Explanation):
+class GuidedExplanation(Explanation, GuidedDetails):
     """A rewritten-backward method: what its rule did, per forward pass.
 
     ``rule_applications`` is how many calls it rewrote; ``rewritten`` maps each op to
@@ -192,32 +226,33 @@ class GuidedExplanation(Explanation):
     input (``"clamp(0, 1) (input)"``) or left out by ``rectifiers`` (``"... (excluded)"``).
     """
 
-    rule_applications: int
-    rewritten: Mapping[str, int]
-    untouched_nonlinearities: Mapping[str, int]
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class CamExplanation(Explanation):
-    """A class activation map at ``layer``, with each row's channel weights ``(N, K)``."""
+class CamDetails(Details):
+    """A CAM's layer and channel weights: see :class:`CamExplanation`."""
 
     layer: str
     channel_weights: Tensor
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class GuidedGradCamExplanation(CamExplanation):
+class CamExplanation(Explanation, CamDetails):
+    """A class activation map at ``layer``, with each row's channel weights ``(N, K)``."""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GuidedGradCamDetails(CamDetails, GuidedDetails):
+    """Grad-CAM's layer and weights with guided backprop's rule fields."""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GuidedGradCamExplanation(CamExplanation, GuidedGradCamDetails):
     """Guided Grad-CAM: guided backprop times the upsampled, rectified Grad-CAM; the
     rule's fields as in :class:`GuidedExplanation`."""
-
-    rule_applications: int
-    rewritten: Mapping[str, int]
-    untouched_nonlinearities: Mapping[str, int]
 
 
 def freeze_settings(options: Mapping[str, Any]) -> Mapping[str, Any]:
     """Settings as a read-only mapping; tensors are described, not copied."""
-    from types import MappingProxyType
 
     def describe(value: Any) -> Any:
         if isinstance(value, Tensor):
@@ -231,11 +266,3 @@ def freeze_settings(options: Mapping[str, Any]) -> Mapping[str, Any]:
         return value
 
     return MappingProxyType({k: describe(v) for k, v in options.items()})
-
-
-def versions() -> Mapping[str, str]:
-    from types import MappingProxyType
-
-    from .. import __version__
-
-    return MappingProxyType({"seethrough": __version__, "torch": torch.__version__})

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..core.targets import Target
-from .base import Attribution, Method, Run, register
+from .method import Attribution, Method, register
+from .run import PassContext, PassNeeds
 
 __all__ = ["Gradient", "GradientXInput"]
 
@@ -24,13 +25,13 @@ class Gradient(Method):
     name = "gradient"
     display = "magnitude"
 
-    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
-        return True, None
+    def clean_pass_needs(self, ctx: PassContext, x: Tensor) -> PassNeeds:
+        return PassNeeds(input_grad=True)
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        done = run.clean_pass(x, target, input_grad=True)
-        assert done.input_grad is not None
-        return Attribution(done.input_grad, done.scores, done.indices)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        clean = ctx.clean_pass(x, target, input_grad=True)
+        assert clean.input_grad is not None
+        return Attribution(clean.input_grad, clean.scores, clean.indices, clean.predicted)
 
 
 @register
@@ -44,10 +45,10 @@ class GradientXInput(Method):
 
     name = "gradient_x_input"
 
-    def clean_pass_needs(self, run: Run, x: Tensor) -> tuple[bool, str | None]:
-        return True, None
+    def clean_pass_needs(self, ctx: PassContext, x: Tensor) -> PassNeeds:
+        return PassNeeds(input_grad=True)
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        done = run.clean_pass(x, target, input_grad=True)
-        assert done.input_grad is not None
-        return Attribution(done.input_grad * x, done.scores, done.indices)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        clean = ctx.clean_pass(x, target, input_grad=True)
+        assert clean.input_grad is not None
+        return Attribution(clean.input_grad * x, clean.scores, clean.indices, clean.predicted)

@@ -14,14 +14,15 @@ from torch import Tensor
 
 from ..core.rules import RectifierRule, Rectifiers, RuleKind, check_rectifiers
 from ..core.targets import Target
-from .base import Attribution, Method, Run, register
-from .explanation import GuidedExplanation
+from .explanation import GuidedDetails, GuidedExplanation
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = ["Deconvnet", "GuidedBackprop", "rectified_gradients"]
 
 
 def rectified_gradients(
-    run: Run,
+    ctx: PassContext,
     x: Tensor,
     target: Target,
     kind: RuleKind,
@@ -30,41 +31,41 @@ def rectified_gradients(
 ) -> Attribution:
     """Input gradients with the backward of every chosen rectifier rewritten by ``kind``.
 
-    The extra fields, per forward pass: ``rule_applications`` (calls rewritten),
+    The details, per forward pass: ``rule_applications`` (calls rewritten),
     ``rewritten`` (op → count) and ``untouched_nonlinearities`` (op → count).
     Raises :class:`~seethrough.errors.RuleNotAppliedError` when the rule never fired.
     """
-    rule = RectifierRule(kind, rectifiers, run.model)
-    result = run.input_gradients(x, target, rule=rule)
+    rule = RectifierRule(kind, rectifiers, ctx.model)
+    result = ctx.input_gradients(x, target, rule=rule, step=f"the {kind} backward pass")
     rule.check(method)
     passes = max(1, rule.passes)
-    extra = {
-        "rule_applications": rule.fired // passes,
-        "rewritten": MappingProxyType(
+    details = GuidedDetails(
+        rule_applications=rule.fired // passes,
+        rewritten=MappingProxyType(
             {op: count // passes for op, count in sorted(rule.rewritten.items())}
         ),
-        "untouched_nonlinearities": MappingProxyType(
+        untouched_nonlinearities=MappingProxyType(
             {name: count // passes for name, count in sorted(rule.others.items())}
         ),
-    }
-    return Attribution(result.values, result.scores, result.indices, extra)
+    )
+    return Attribution(result.values, result.scores, result.indices, details=details)
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Rectified(Method):
     """A gradient whose backward pass rewrites the rectifiers that ``rectifiers`` picks."""
 
-    rectifiers: Rectifiers = "auto"
+    rectifiers: Rectifiers = "auto"  # checked (and normalised) by check_rectifiers
 
-    kind: ClassVar[RuleKind]
+    rule: ClassVar[RuleKind]
     display = "magnitude"
     result_type = GuidedExplanation
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         object.__setattr__(self, "rectifiers", check_rectifiers(self.rectifiers))
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        return rectified_gradients(run, x, target, self.kind, self.name, self.rectifiers)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        return rectified_gradients(ctx, x, target, self.rule, self.name, self.rectifiers)
 
 
 @register
@@ -97,7 +98,7 @@ class GuidedBackprop(_Rectified):
     """
 
     name = "guided_backprop"
-    kind = "guided"
+    rule = "guided"
 
 
 @register
@@ -110,4 +111,4 @@ class Deconvnet(_Rectified):
     """
 
     name = "deconvnet"
-    kind = "deconvnet"
+    rule = "deconvnet"

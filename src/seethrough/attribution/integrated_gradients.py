@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.baselines import BaselineLike, make_baseline
 from ..core.passes import Chunk
 from ..core.targets import Target
-from ..errors import InvalidOptionError
-from .base import Attribution, Method, Run, register
-from .explanation import IntegratedGradientsExplanation
+from ..errors import InvalidOptionError, instance_of, integer, number, one_of, option
+from .explanation import IntegratedGradientsDetails, IntegratedGradientsExplanation
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = [
+    "BASELINE",
     "BASELINES",
     "RULES",
     "AdaptivePath",
     "IntegratedGradients",
     "adaptive_nodes",
     "completeness",
-    "gaussian_blur",
-    "make_baselines",
     "path_frame",
     "path_points",
     "quadrature",
@@ -41,6 +39,8 @@ RULES = (
     "riemann_trapezoid",
 )
 BASELINES = ("zeros", "blur", "uniform")
+BASELINE = one_of(*BASELINES) | number() | instance_of(Tensor, "a tensor")
+"""The baselines the path methods accept: a kind's name, a constant or a tensor."""
 INITIAL_SEGMENTS = 64  # the adaptive rule starts from 65 evenly spaced points
 SPLIT_SHARE = 0.5  # each round splits the panels that hold this share of the error
 MIN_PANEL_WIDTH = 2.0**-40  # narrower panels are not split (alpha is float64)
@@ -173,7 +173,7 @@ class _Grid:
 
 
 def adaptive_nodes(
-    run: Run,
+    ctx: PassContext,
     x: Tensor,
     base: Tensor,
     target: Target,
@@ -256,8 +256,10 @@ def adaptive_nodes(
                 i, a = todo[chunk.start + k]
                 grids[i].add(a, chunk.input_grad[k], f)
 
-        run.planned = max(run.planned, run._done + len(pending))
-        run.input_gradients(x, rows_target, rows=rows, total=len(pending), consume=keep)
+        ctx.plan_rows_ahead(len(pending))
+        ctx.input_gradients(
+            x, rows_target, rows=rows, total=len(pending), consume=keep, step="the path"
+        )
         pending = []
         for i, grid in enumerate(grids):
             if not opening[i]:
@@ -303,56 +305,6 @@ def path_frame(x: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
     work = report_dtype(x.dtype)
     b = base.to(work)
     return b, x.to(work) - b
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Blur each channel of ``(N, C, H, W)`` with a Gaussian of ``sigma`` pixels
-    (separable, reflect padding, kernel radius 3σ clipped to the image)."""
-    radius = max(1, min(math.ceil(3 * sigma), min(x.shape[2:]) - 1))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    rows = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    cols = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    y = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), rows, groups=channels)
-    return F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), cols, groups=channels)
-
-
-def make_baselines(
-    run: Run, x: Tensor, baseline: str | float | Tensor, blur_sigma: float
-) -> Tensor:
-    """The baseline of every row, shaped like ``x`` (see :class:`IntegratedGradients`)."""
-    if isinstance(baseline, Tensor):
-        base = baseline.detach().to(x.device, x.dtype)
-        try:
-            return torch.broadcast_to(base, x.shape).clone()
-        except RuntimeError:
-            raise InvalidOptionError(
-                f"baseline of shape {tuple(base.shape)} does not broadcast to the "
-                f"inputs' shape {tuple(x.shape)}"
-            ) from None
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if baseline == "zeros":
-        return torch.zeros_like(x)
-    if baseline == "blur":
-        return gaussian_blur(x, blur_sigma)
-    noise = torch.empty_like(x)
-    for i in range(len(x)):
-        lo, hi = float(x[i].min()), float(x[i].max())
-        noise[i].uniform_(lo, hi, generator=run.generator(i))
-    return noise
-
-
-def check_baseline_options(baseline: Any, blur_sigma: float) -> None:
-    """Refuse an unknown baseline name or a non-positive blur."""
-    if isinstance(baseline, str) and baseline not in BASELINES:
-        raise InvalidOptionError(
-            f"unknown baseline {baseline!r} (valid: {', '.join(BASELINES)}, a number or a tensor)"
-        )
-    if not blur_sigma > 0:
-        raise InvalidOptionError(f"blur_sigma must be positive, got {blur_sigma!r}")
 
 
 def completeness(attributions64: Tensor, gap: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -406,26 +358,17 @@ class IntegratedGradients(Method):
     the rows that reach ``steps`` without meeting both tolerances.
     """
 
-    steps: int = 512
-    rule: str = "adaptive"
-    tolerance: float = 0.005
-    map_tolerance: float = 0.02
-    baseline: str | float | Tensor = "zeros"
-    blur_sigma: float = 10.0
+    steps: int = option(512, check=integer(at_least=1))
+    rule: str = option("adaptive", check=one_of(*RULES))
+    tolerance: float = option(0.005, check=number(above=0, below=1))
+    map_tolerance: float = option(0.02, check=number(above=0, below=1))
+    baseline: BaselineLike = option("zeros", check=BASELINE)
+    blur_sigma: float = option(10.0, check=number(above=0))
 
     name = "integrated_gradients"
     result_type = IntegratedGradientsExplanation
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise InvalidOptionError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.rule not in RULES:
-            raise InvalidOptionError(f"unknown rule {self.rule!r} (valid: {', '.join(RULES)})")
-        check_baseline_options(self.baseline, self.blur_sigma)
-        if not 0 < self.tolerance < 1:
-            raise InvalidOptionError(f"tolerance must be in (0, 1), got {self.tolerance!r}")
-        if not 0 < self.map_tolerance < 1:
-            raise InvalidOptionError(f"map_tolerance must be in (0, 1), got {self.map_tolerance!r}")
+    def validate(self) -> None:
         if self.rule == "adaptive":
             if self.steps < INITIAL_SEGMENTS + 1:
                 raise InvalidOptionError(
@@ -437,34 +380,37 @@ class IntegratedGradients(Method):
     def planned_rows(self, n: int) -> int:
         return n * ((INITIAL_SEGMENTS + 1) * 2 if self.rule == "adaptive" else self.steps + 2)
 
-    def baselines(self, run: Run, x: Tensor) -> Tensor:
+    def baselines(self, ctx: PassContext, x: Tensor) -> Tensor:
         """The baseline of every row, shaped like ``x``."""
-        return make_baselines(run, x, self.baseline, self.blur_sigma)
+        return make_baseline(
+            self.baseline, x, kinds=BASELINES, blur_sigma=self.blur_sigma, generator=ctx.generator
+        )
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
-        base = self.baselines(run, x)
-        base_scores, _ = run.scores(base, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
+        base = self.baselines(ctx, x)
+        base_scores, _ = ctx.scores(base, target, step="the baselines")
         gap = scores.double() - base_scores.double()
         if self.rule == "adaptive":
-            found = self._adaptive(run, x, base, target, gap)
+            found = self._adaptive(ctx, x, base, target, gap)
             attributions64, points = found.attributions, found.points
             map_error = found.map_error
         else:
-            attributions64 = self._fixed(run, x, base, target) * (x.double() - base.double())
+            attributions64 = self._fixed(ctx, x, base, target) * (x.double() - base.double())
             points = torch.full((len(x),), self.steps, dtype=torch.long, device=x.device)
             map_error = torch.full((len(x),), float("nan"), device=x.device)
         attributions, error = completeness(attributions64, gap, x.dtype)
-        extra = {
-            "baselines": base,
-            "baseline_scores": base_scores,
-            "completeness_error": error,
-            "path_points": points,
-            "map_error": map_error.to(error.dtype),
-        }
-        return Attribution(attributions, scores, target.indices_or_unknown(len(x), x.device), extra)
+        details = IntegratedGradientsDetails(
+            baselines=base,
+            baseline_scores=base_scores,
+            completeness_error=error,
+            path_points=points,
+            map_error=map_error.to(error.dtype),
+        )
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(attributions, scores, indices, predicted, details)
 
-    def _fixed(self, run: Run, x: Tensor, base: Tensor, target: Target) -> Tensor:
+    def _fixed(self, ctx: PassContext, x: Tensor, base: Tensor, target: Target) -> Tensor:
         """The weighted sum of path gradients on a fixed grid, per row, in float64."""
         alphas, weights = (
             torch.as_tensor(v, dtype=torch.float64, device=x.device)
@@ -495,11 +441,13 @@ class IntegratedGradients(Method):
                 w = weights[first - i * steps : last - i * steps].view(shape)
                 total_grad[i] += (part * w).sum(dim=0)
 
-        run.input_gradients(x, path_target, rows=rows, total=len(x) * steps, consume=accumulate)
+        ctx.input_gradients(
+            x, path_target, rows=rows, total=len(x) * steps, consume=accumulate, step="the path"
+        )
         return total_grad
 
     def _adaptive(
-        self, run: Run, x: Tensor, base: Tensor, target: Target, gap: Tensor
+        self, ctx: PassContext, x: Tensor, base: Tensor, target: Target, gap: Tensor
     ) -> AdaptivePath:
         """:func:`adaptive_nodes` over groups of rows whose gradients fit in memory."""
         per_image = x[0].numel() * x.element_size() * min(self.steps, 8 * INITIAL_SEGMENTS)
@@ -509,7 +457,7 @@ class IntegratedGradients(Method):
             rows = slice(start, min(start + group, len(x)))
             parts.append(
                 adaptive_nodes(
-                    run,
+                    ctx,
                     x[rows],
                     base[rows],
                     target if target.indices is None else target.fixed(target.indices[rows]),

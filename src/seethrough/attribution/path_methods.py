@@ -14,17 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..core.baselines import BaselineLike, make_baseline
 from ..core.passes import Chunk, forward_logits, forward_scores
 from ..core.targets import Target
-from ..errors import InvalidOptionError
-from .base import Attribution, Method, Run, register
-from .explanation import PathExplanation
-from .integrated_gradients import (
-    check_baseline_options,
-    completeness,
-    make_baselines,
-    report_dtype,
-)
+from ..errors import InvalidOptionError, instance_of, integer, number, one_of, option
+from .explanation import PathDetails, PathExplanation
+from .integrated_gradients import BASELINE, BASELINES, completeness, report_dtype
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = [
     "REFERENCES",
@@ -96,25 +93,23 @@ class ExpectedGradients(Method):
     Carlo error of the α draws alone; ``path_points`` is ``samples``.
     """
 
-    samples: int = 200
-    references: str | Tensor = "uniform"
+    samples: int = option(200, check=integer(at_least=1))
+    references: str | Tensor = option(
+        "uniform",
+        check=one_of(*REFERENCES)
+        | instance_of(Tensor, "a tensor (M, C, H, W) of reference images, as in the paper"),
+    )
 
     name = "expected_gradients"
     result_type = PathExplanation
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
-            raise InvalidOptionError(f"samples must be a positive integer, got {self.samples!r}")
-        if isinstance(self.references, Tensor):
-            if self.references.dim() < 2 or len(self.references) == 0:
-                raise InvalidOptionError(
-                    "references must be a batch (M, C, H, W) of at least one reference "
-                    f"image, got shape {tuple(self.references.shape)}"
-                )
-        elif self.references not in REFERENCES:
+    def validate(self) -> None:
+        if isinstance(self.references, Tensor) and (
+            self.references.dim() < 2 or len(self.references) == 0
+        ):
             raise InvalidOptionError(
-                f"unknown references {self.references!r} (valid: a tensor (M, C, H, W) of "
-                f"reference images, as in the paper, or {', '.join(map(repr, REFERENCES))})"
+                "references must be a batch (M, C, H, W) of at least one reference "
+                f"image, got shape {tuple(self.references.shape)}"
             )
 
     def planned_rows(self, n: int) -> int:
@@ -132,12 +127,12 @@ class ExpectedGradients(Method):
             )
         return refs
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
         refs = self._references(x)
         samples = self.samples
         draws = [
-            draw_samples(run.generator(i), samples, None if refs is None else len(refs))
+            draw_samples(ctx.generator(i), samples, None if refs is None else len(refs))
             for i in range(len(x))
         ]
         baselines = _Baselines(x, refs, draws, samples)
@@ -171,21 +166,24 @@ class ExpectedGradients(Method):
                 total[image] += (delta * chunk.input_grad[part].double()).sum(0)
                 mean_baseline[image] += b[part].sum(0)
 
-        run.input_gradients(x, path_target, rows=rows, total=len(x) * samples, consume=accumulate)
-        base_scores = self._baseline_scores(run, x, refs, draws, baselines, path_target)
+        ctx.input_gradients(
+            x, path_target, rows=rows, total=len(x) * samples, consume=accumulate, step="the paths"
+        )
+        base_scores = self._baseline_scores(ctx, x, refs, draws, baselines, path_target)
         gap = scores.double() - base_scores
         attributions, error = completeness(total / samples, gap, x.dtype)
-        extra = {
-            "baselines": (mean_baseline / samples).to(x.dtype),
-            "baseline_scores": base_scores.to(report_dtype(x.dtype)),
-            "completeness_error": error,
-            "path_points": torch.full((len(x),), samples, dtype=torch.long, device=x.device),
-        }
-        return Attribution(attributions, scores, target.indices_or_unknown(len(x), x.device), extra)
+        details = PathDetails(
+            baselines=(mean_baseline / samples).to(x.dtype),
+            baseline_scores=base_scores.to(report_dtype(x.dtype)),
+            completeness_error=error,
+            path_points=torch.full((len(x),), samples, dtype=torch.long, device=x.device),
+        )
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(attributions, scores, indices, predicted, details)
 
     def _baseline_scores(
         self,
-        run: Run,
+        ctx: PassContext,
         x: Tensor,
         refs: Tensor | None,
         draws: list[Draws],
@@ -196,11 +194,11 @@ class ExpectedGradients(Method):
         are a tensor and the target a class, else one forward pass per drawn reference."""
         samples = self.samples
         if refs is not None and path_target.indices is not None:
-            logits = forward_logits(run.model, lambda a, b: refs[a:b], len(refs), run.budget)
+            logits = forward_logits(ctx.model, lambda a, b: refs[a:b], len(refs), ctx.budget)
             index = torch.stack([d.index for d in draws]).to(x.device)
             classes = path_target.indices.view(len(x), samples).to(x.device)
             return logits.double()[index, classes].mean(dim=1)
-        values, _ = forward_scores(run.model, baselines, len(x) * samples, path_target, run.budget)
+        values, _ = forward_scores(ctx.model, baselines, len(x) * samples, path_target, ctx.budget)
         return values.double().view(len(x), samples).mean(dim=1)
 
 
@@ -274,37 +272,30 @@ class GuidedIntegratedGradients(Method):
     reported error before trusting a sum.
     """
 
-    steps: int = 200
-    fraction: float = 0.25
-    max_dist: float = 0.02
-    baseline: str | float | Tensor = "zeros"
-    blur_sigma: float = 10.0
+    steps: int = option(200, check=integer(at_least=1))
+    fraction: float = option(0.25, check=number(above=0, at_most=1))
+    max_dist: float = option(0.02, check=number(at_least=0, at_most=1))
+    baseline: BaselineLike = option("zeros", check=BASELINE)
+    blur_sigma: float = option(10.0, check=number(above=0))
 
     name = "guided_integrated_gradients"
     result_type = PathExplanation
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise InvalidOptionError(f"steps must be a positive integer, got {self.steps!r}")
-        if not 0 < self.fraction <= 1:
-            raise InvalidOptionError(f"fraction must be in (0, 1], got {self.fraction!r}")
-        if not 0 <= self.max_dist <= 1:
-            raise InvalidOptionError(f"max_dist must be in [0, 1], got {self.max_dist!r}")
-        check_baseline_options(self.baseline, self.blur_sigma)
-
     def planned_rows(self, n: int) -> int:
         return n * (self.steps + 2)
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
-        base = make_baselines(run, x, self.baseline, self.blur_sigma)
-        base_scores, _ = run.scores(base, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
+        base = make_baseline(
+            self.baseline, x, kinds=BASELINES, blur_sigma=self.blur_sigma, generator=ctx.generator
+        )
+        base_scores, _ = ctx.scores(base, target, step="the baselines")
 
         def gradients(points: Tensor) -> Tensor:
             def rows(start: int, stop: int) -> Tensor:
                 return points[start:stop].view(-1, *x.shape[1:]).to(x.dtype)
 
-            found = run.input_gradients(x, target, rows=rows, total=len(x))
+            found = ctx.input_gradients(x, target, rows=rows, total=len(x), step="the path")
             return found.values.double().flatten(1)
 
         attr = guided_steps(
@@ -317,13 +308,14 @@ class GuidedIntegratedGradients(Method):
         )
         gap = scores.double() - base_scores.double()
         attributions, error = completeness(attr.view(x.shape), gap, x.dtype)
-        extra = {
-            "baselines": base,
-            "baseline_scores": base_scores,
-            "completeness_error": error,
-            "path_points": torch.full((len(x),), self.steps, dtype=torch.long, device=x.device),
-        }
-        return Attribution(attributions, scores, target.indices_or_unknown(len(x), x.device), extra)
+        details = PathDetails(
+            baselines=base,
+            baseline_scores=base_scores,
+            completeness_error=error,
+            path_points=torch.full((len(x),), self.steps, dtype=torch.long, device=x.device),
+        )
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(attributions, scores, indices, predicted, details)
 
 
 def guided_steps(

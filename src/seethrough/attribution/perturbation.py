@@ -14,68 +14,39 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..core.baselines import BaselineLike, make_baseline
 from ..core.budget import Budget
 from ..core.passes import forward_scores
 from ..core.targets import Target, logits_of
-from ..errors import InvalidOptionError, TargetError
-from .base import Attribution, Method, Run, register
-from .explanation import Explanation
-from .integrated_gradients import gaussian_blur
+from ..errors import (
+    InvalidOptionError,
+    OptionCheck,
+    TargetError,
+    instance_of,
+    integer,
+    number,
+    one_of,
+    option,
+    optional,
+)
+from .explanation import Details, Explanation
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = [
     "BASELINES",
     "Occlusion",
+    "OcclusionDetails",
     "OcclusionExplanation",
     "Rise",
     "RiseMasks",
     "SCORES",
-    "baseline_like",
     "forward_probabilities",
     "window_starts",
 ]
 
 BASELINES = ("zeros", "blur", "mean")
 SCORES = ("logit", "probability")  # what RISE averages: the target's logit or probability
-
-BaselineLike = str | float | Tensor
-
-
-def _check_baseline(baseline: BaselineLike, blur_sigma: float) -> None:
-    if isinstance(baseline, str) and baseline not in BASELINES:
-        raise InvalidOptionError(
-            f"unknown baseline {baseline!r} (valid: {', '.join(BASELINES)}, a number or a tensor)"
-        )
-    if isinstance(baseline, bool) or not isinstance(baseline, (str, int, float, Tensor)):
-        raise InvalidOptionError(
-            f"baseline must be one of {', '.join(BASELINES)}, a number or a tensor; "
-            f"got {baseline!r}"
-        )
-    if not blur_sigma > 0:
-        raise InvalidOptionError(f"blur_sigma must be positive, got {blur_sigma!r}")
-
-
-def baseline_like(x: Tensor, baseline: BaselineLike, blur_sigma: float = 10.0) -> Tensor:
-    """The baseline image of every row of ``x`` ``(N, C, H, W)``, shaped like ``x``.
-
-    ``"zeros"``; ``"blur"`` (``x`` blurred by ``blur_sigma`` pixels); ``"mean"`` (each
-    image's per-channel mean); a constant; or a tensor broadcastable to ``x``.
-    """
-    if isinstance(baseline, Tensor):
-        base = baseline.detach().to(x.device, x.dtype)
-        try:
-            return torch.broadcast_to(base, x.shape).clone()
-        except RuntimeError:
-            raise InvalidOptionError(
-                f"baseline of shape {tuple(base.shape)} does not broadcast to the "
-                f"inputs' shape {tuple(x.shape)}"
-            ) from None
-    if isinstance(baseline, (int, float)):
-        return torch.full_like(x, float(baseline))
-    if baseline == "zeros":
-        return torch.zeros_like(x)
-    if baseline == "blur":
-        return gaussian_blur(x, blur_sigma)
-    return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
 
 
 def forward_probabilities(
@@ -111,6 +82,23 @@ def needs_classes(method: str, option: str, target: Target) -> None:
         )
 
 
+BASELINE = one_of(*BASELINES) | number() | instance_of(Tensor, "a tensor")
+"""The baselines occlusion and RISE accept: a kind's name, a constant or a tensor."""
+
+
+def _is_size(value: object) -> bool:
+    def positive(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if isinstance(value, (tuple, list)):
+        return len(value) == 2 and all(positive(v) for v in value)
+    return positive(value)
+
+
+SIZE = OptionCheck(_is_size, "a positive integer or (height, width), a pair of them")
+"""A window or stride: one side for both, or (height, width)."""
+
+
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(
@@ -139,16 +127,21 @@ def _coverage(starts: list[int], window: int, size: int, like: Tensor) -> Tensor
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class OcclusionExplanation(Explanation):
+class OcclusionDetails(Details):
+    """Occlusion's score drops and window counts: see :class:`OcclusionExplanation`."""
+
+    score_drops: Tensor
+    windows_per_pixel: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class OcclusionExplanation(Explanation, OcclusionDetails):
     """Occlusion, with the score drop of every window position.
 
     ``score_drops`` is ``(N, rows, cols)``: ``f(x) − f(x with the window at that position
     replaced by the baseline)``; ``windows_per_pixel`` ``(H, W)`` counts the windows that
     cover each pixel (the divisor of the attributions).
     """
-
-    score_drops: Tensor
-    windows_per_pixel: Tensor
 
 
 @register
@@ -172,20 +165,20 @@ class Occlusion(Method):
         so that every pixel is covered.
     baseline : str, float or Tensor
         What replaces the window: ``"zeros"`` (default), ``"blur"``, ``"mean"``, a
-        constant or a tensor (see :func:`baseline_like`).
+        constant or a tensor (see :func:`~seethrough.core.baselines.make_baseline`).
     blur_sigma : float
         Standard deviation in pixels of the ``"blur"`` baseline (default 10).
     """
 
-    window: int | tuple[int, int] = 32
-    stride: int | tuple[int, int] | None = None
-    baseline: BaselineLike = "zeros"
-    blur_sigma: float = 10.0
+    window: int | tuple[int, int] = option(32, check=SIZE)
+    stride: int | tuple[int, int] | None = option(None, check=optional(SIZE))
+    baseline: BaselineLike = option("zeros", check=BASELINE)
+    blur_sigma: float = option(10.0, check=number(above=0))
 
     name = "occlusion"
     result_type = OcclusionExplanation
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         window = _pair(self.window, "window")
         stride = self.strides()
         if stride[0] > window[0] or stride[1] > window[1]:
@@ -193,7 +186,6 @@ class Occlusion(Method):
                 f"stride {stride} is larger than the window {window}: some pixels would "
                 "never be occluded"
             )
-        _check_baseline(self.baseline, self.blur_sigma)
 
     def strides(self) -> tuple[int, int]:
         """The stride (height, width), default half the window."""
@@ -202,14 +194,14 @@ class Occlusion(Method):
             return max(1, h // 2), max(1, w // 2)
         return _pair(self.stride, "stride")
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
         (wh, ww), (sh, sw) = _pair(self.window, "window"), self.strides()
         rows_at = _coverage(window_starts(x.shape[2], wh, sh), wh, x.shape[2], x)
         cols_at = _coverage(window_starts(x.shape[3], ww, sw), ww, x.shape[3], x)
-        target, scores = run.resolve(x, target)
-        base = baseline_like(x, self.baseline, self.blur_sigma)
+        target, scores, predicted = ctx.resolve(x, target)
+        base = make_baseline(self.baseline, x, kinds=BASELINES, blur_sigma=self.blur_sigma)
         windows = len(rows_at) * len(cols_at)
-        run.planned += len(x) * windows  # planned_rows counted only the clean pass
+        ctx.plan_more_rows(len(x) * windows)  # planned_rows counted only the clean pass
 
         def occluded(start: int, stop: int) -> Tensor:
             # rows are image-major: row r occludes window r % windows of image r // windows
@@ -226,14 +218,15 @@ class Occlusion(Method):
             else target.fixed(target.indices.repeat_interleave(windows))
         )
         occluded_scores, _ = forward_scores(
-            run.model, occluded, len(x) * windows, rows_target, run.budget
+            ctx.model, occluded, len(x) * windows, rows_target, ctx.budget
         )
         drops = scores[:, None, None] - occluded_scores.view(len(x), len(rows_at), len(cols_at))
         counts = rows_at.sum(0)[:, None] * cols_at.sum(0)
         summed = torch.einsum("yh,nyx,xw->nhw", rows_at, drops, cols_at)
         values = (summed / counts)[:, None].expand_as(x).contiguous()
-        extra = {"score_drops": drops, "windows_per_pixel": counts}
-        return Attribution(values, scores, target.indices_or_unknown(len(x), x.device), extra)
+        details = OcclusionDetails(score_drops=drops, windows_per_pixel=counts)
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(values, scores, indices, predicted, details)
 
 
 def _mirror_upsampling(cells: int, cell: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -330,7 +323,8 @@ class Rise(Method):
         Probability ``p`` that a cell is kept (default 0.5).
     baseline : str, float or Tensor
         What shows through where a mask is 0: ``"zeros"`` (default, the paper),
-        ``"blur"``, ``"mean"``, a constant or a tensor (see :func:`baseline_like`).
+        ``"blur"``, ``"mean"``, a constant or a tensor (see
+        :func:`~seethrough.core.baselines.make_baseline`).
     blur_sigma : float
         Standard deviation in pixels of the ``"blur"`` baseline (default 10).
     score : str
@@ -343,41 +337,30 @@ class Rise(Method):
         ``score="probability"`` with a callable target.
     """
 
-    masks: int = 2000
-    cell: int = 7
-    probability: float = 0.5
-    baseline: BaselineLike = "zeros"
-    blur_sigma: float = 10.0
-    score: str = "logit"
+    masks: int = option(2000, check=integer(at_least=1))
+    cell: int = option(7, check=integer(at_least=1))
+    probability: float = option(0.5, check=number(above=0, at_most=1))
+    baseline: BaselineLike = option("zeros", check=BASELINE)
+    blur_sigma: float = option(10.0, check=number(above=0))
+    score: str = option("logit", check=one_of(*SCORES))
 
     name = "rise"
     shares_seed_across_rows: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
-        for option in ("masks", "cell"):
-            value = getattr(self, option)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidOptionError(f"{option} must be a positive integer, got {value!r}")
-        if not 0 < self.probability <= 1:
-            raise InvalidOptionError(f"probability must be in (0, 1], got {self.probability!r}")
-        _check_baseline(self.baseline, self.blur_sigma)
-        if self.score not in SCORES:
-            raise InvalidOptionError(f"unknown score {self.score!r} (valid: {', '.join(SCORES)})")
-
     def planned_rows(self, n: int) -> int:
         return n * (self.masks + 1)
 
-    def mask_set(self, run: Run, x: Tensor) -> RiseMasks:
+    def mask_set(self, ctx: PassContext, x: Tensor) -> RiseMasks:
         """The masks of this call (the same for every image)."""
         size = (x.shape[2], x.shape[3])
-        return RiseMasks(self.masks, self.cell, self.probability, size, run.seed, x.dtype, x.device)
+        return RiseMasks(self.masks, self.cell, self.probability, size, ctx.seed, x.dtype, x.device)
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
         if self.score == "probability":
             needs_classes(self.name, "score='probability'", target)
-        target, scores = run.resolve(x, target)
-        base = baseline_like(x, self.baseline, self.blur_sigma)
-        made = self.mask_set(run, x)
+        target, scores, predicted = ctx.resolve(x, target)
+        base = make_baseline(self.baseline, x, kinds=BASELINES, blur_sigma=self.blur_sigma)
+        made = self.mask_set(ctx, x)
         n = len(x)
         saliency = x.new_zeros(n, x.shape[2] * x.shape[3])
 
@@ -405,15 +388,14 @@ class Rise(Method):
         if self.score == "probability":
             assert rows_target.indices is not None
             chunk_scores = forward_probabilities(
-                run.model, masked, n * self.masks, rows_target.indices, run.budget
+                ctx.model, masked, n * self.masks, rows_target.indices, ctx.budget
             )
         else:
             chunk_scores, _ = forward_scores(
-                run.model, masked, n * self.masks, rows_target, run.budget
+                ctx.model, masked, n * self.masks, rows_target, ctx.budget
             )
         for start in range(0, n * self.masks, n * 64):
             weigh(start, min(n * self.masks, start + n * 64))
         values = saliency.view(n, 1, *x.shape[2:]) / (self.masks * self.probability)
-        return Attribution(
-            values.expand_as(x).contiguous(), scores, target.indices_or_unknown(n, x.device)
-        )
+        indices = target.indices_or_unknown(n, x.device)
+        return Attribution(values.expand_as(x).contiguous(), scores, indices, predicted)

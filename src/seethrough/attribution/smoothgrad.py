@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -12,10 +12,21 @@ from torch import Tensor
 from ..core.passes import Chunk
 from ..core.rules import RectifierRule, RuleKind
 from ..core.targets import Target
-from ..errors import InvalidOptionError
-from .base import Attribution, Method, Run, make_method, register
+from ..errors import (
+    InvalidOptionError,
+    instance_of,
+    integer,
+    number,
+    one_of,
+    option,
+    optional,
+    text,
+)
+from .api import make_method
 from .gradient import Gradient, GradientXInput
 from .guided import Deconvnet, GuidedBackprop
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = ["VARIANTS", "NoisyRows", "SampleMoments", "SmoothGrad"]
 
@@ -47,14 +58,14 @@ class NoisyRows:
     """The noisy copies of a batch as rows ``(start, stop)``, made on demand.
 
     Row ``r`` is ``x[i] + σᵢ · ε`` for image ``i = r // samples``, where ``ε`` is the
-    ``(r % samples)``-th draw of shape ``(C, H, W)`` from ``run.generator(i)``: the noise
+    ``(r % samples)``-th draw of shape ``(C, H, W)`` from ``ctx.generator(i)``: the noise
     does not depend on the chunking. Chunks are asked for in order, so each image's
     generator simply goes on; a chunk asked for again (the budget's retry after
     out-of-memory) re-seeds the generator and skips the draws before it.
     """
 
-    def __init__(self, run: Run, x: Tensor, sigma: Tensor, samples: int) -> None:
-        self.run, self.x, self.sigma, self.samples = run, x, sigma, samples
+    def __init__(self, ctx: PassContext, x: Tensor, sigma: Tensor, samples: int) -> None:
+        self.ctx, self.x, self.sigma, self.samples = ctx, x, sigma, samples
         self._streams: dict[int, tuple[torch.Generator, int]] = {}  # image → (gen, drawn)
 
     def __call__(self, start: int, stop: int) -> Tensor:
@@ -80,7 +91,7 @@ class NoisyRows:
         """Image ``image``'s generator, positioned before its draw number ``sample``."""
         generator, drawn = self._streams.get(image, (None, 0))
         if generator is None or drawn != sample:
-            generator = self.run.generator(image)
+            generator = self.ctx.generator(image)
             for _ in range(sample):
                 self._draw(generator)
         return generator
@@ -186,24 +197,18 @@ class SmoothGrad(Method):
     back-off inside the base shrinks the chunks that follow.
     """
 
-    base: str | Method = "gradient"
-    base_options: Mapping[str, Any] = field(default_factory=dict)
-    samples: int = 50
-    noise: float = 0.15
-    stdev: float | None = None
-    variant: str = "smoothgrad"
+    base: str | Method = option("gradient", check=text() | instance_of(Method, "a method object"))
+    base_options: Mapping[str, Any] = option(
+        factory=dict, check=instance_of(Mapping, "a mapping of the base's options")
+    )
+    samples: int = option(50, check=integer(at_least=1))
+    noise: float = option(0.15, check=number(at_least=0))
+    stdev: float | None = option(None, check=optional(number(at_least=0)))
+    variant: str = option("smoothgrad", check=one_of(*VARIANTS))
 
     name: ClassVar[str] = "smoothgrad"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
-            raise InvalidOptionError(f"samples must be a positive integer, got {self.samples!r}")
-        if self.variant not in VARIANTS:
-            raise InvalidOptionError(
-                f"unknown variant {self.variant!r} (valid: {', '.join(VARIANTS)})"
-            )
-        if not self.noise >= 0 or (self.stdev is not None and not self.stdev >= 0):
-            raise InvalidOptionError("noise and stdev must be non-negative numbers")
+    def validate(self) -> None:
         if isinstance(self.base, str) and self.base == self.name:
             raise InvalidOptionError("smoothgrad cannot wrap itself")
         inner = make_method(self.base, **dict(self.base_options))
@@ -239,16 +244,17 @@ class SmoothGrad(Method):
         flat = x.flatten(1)
         return self.noise * (flat.max(dim=1).values - flat.min(dim=1).values)
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
-        noisy = NoisyRows(run, x, self.sigmas(x), self.samples)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
+        noisy = NoisyRows(ctx, x, self.sigmas(x), self.samples)
         moments = SampleMoments(len(x), self.samples, self.variant)
         form = _GRADIENT_FORMS.get(type(self.inner))
         if form is not None:
-            self._gradient_pass(run, x, target, noisy, moments, *form)
+            self._gradient_pass(ctx, x, target, noisy, moments, *form)
         else:
-            self._any_pass(run, x, target, noisy, moments)
-        return Attribution(moments.result(), scores, target.indices_or_unknown(len(x), x.device))
+            self._any_pass(ctx, x, target, noisy, moments)
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(moments.result(), scores, indices, predicted)
 
     def _row_target(self, target: Target, start: int, stop: int) -> Target:
         """The target of noisy rows ``start:stop`` (image-major)."""
@@ -259,7 +265,7 @@ class SmoothGrad(Method):
 
     def _gradient_pass(
         self,
-        run: Run,
+        ctx: PassContext,
         x: Tensor,
         target: Target,
         noisy: NoisyRows,
@@ -271,7 +277,7 @@ class SmoothGrad(Method):
         rows, each chunk made in the pass (so the budget's out-of-memory back-off
         covers it) and merged into ``moments`` at once."""
         rectifiers = getattr(self.inner, "rectifiers", "auto")
-        rule = RectifierRule(kind, rectifiers, run.model) if kind is not None else None
+        rule = RectifierRule(kind, rectifiers, ctx.model) if kind is not None else None
         total = len(x) * self.samples
 
         def merge(chunk: Chunk) -> None:
@@ -282,10 +288,23 @@ class SmoothGrad(Method):
             moments.add_rows(chunk.start, values)
 
         row_target = self._row_target(target, 0, total)
-        run.input_gradients(x, row_target, rule=rule, rows=noisy, total=total, consume=merge)
+        ctx.input_gradients(
+            x,
+            row_target,
+            rule=rule,
+            rows=noisy,
+            total=total,
+            consume=merge,
+            step="the pass over the noisy copies",
+        )
 
     def _any_pass(
-        self, run: Run, x: Tensor, target: Target, noisy: NoisyRows, moments: SampleMoments
+        self,
+        ctx: PassContext,
+        x: Tensor,
+        target: Target,
+        noisy: NoisyRows,
+        moments: SampleMoments,
     ) -> None:
         """Any other base: its ``attribute_rows`` on chunks of noisy rows, each chunk
         small enough that the base's own passes fit the budget."""
@@ -294,8 +313,8 @@ class SmoothGrad(Method):
         start = 0
         while start < total:
             # read each time: a back-off inside the base shrinks the next chunks too
-            stop = min(total, start + max(1, run.budget.size // per_row))
+            stop = min(total, start + max(1, ctx.budget.size // per_row))
             rows_target = self._row_target(target, start, stop)
-            values = self.inner.attribute_rows(run, noisy(start, stop), rows_target).values
+            values = self.inner.attribute_rows(ctx, noisy(start, stop), rows_target).values
             moments.add_rows(start, values)
             start = stop

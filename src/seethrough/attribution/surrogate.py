@@ -22,27 +22,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.baselines import BaselineLike, make_baseline
 from ..core.passes import forward_scores
 from ..core.targets import Target
-from ..errors import InvalidInputError, InvalidOptionError
-from .base import Attribution, Method, Run, register
-from .explanation import Explanation
+from ..errors import (
+    InvalidInputError,
+    InvalidOptionError,
+    instance_of,
+    integer,
+    number,
+    one_of,
+    option,
+)
+from .explanation import Details, Explanation
+from .method import Attribution, Method, register
+from .run import PassContext
 
 __all__ = [
     "BASELINES",
     "SEGMENTERS",
     "CoalitionRows",
     "KernelShap",
+    "KernelShapDetails",
     "KernelShapExplanation",
     "Lime",
+    "LimeDetails",
     "LimeExplanation",
     "SuperpixelMethod",
     "constrained_shapley_fit",
@@ -60,14 +71,8 @@ BASELINES = ("zeros", "mean", "blur")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class LimeExplanation(Explanation):
-    """LIME, with its surrogate.
-
-    ``segments`` ``(N, H, W)`` holds each pixel's feature id (``0 … F_i − 1``);
-    ``feature_weights`` ``(N, F)`` the ridge coefficients (``F = max F_i``, NaN past a
-    row's own ``feature_counts``); ``intercept`` ``(N,)``; ``fit_r2`` ``(N,)`` the
-    weighted R² of the surrogate on its samples (NaN when the scores do not vary).
-    """
+class LimeDetails(Details):
+    """LIME's surrogate: see :class:`LimeExplanation`."""
 
     segments: Tensor
     feature_counts: Tensor
@@ -77,14 +82,19 @@ class LimeExplanation(Explanation):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class KernelShapExplanation(Explanation):
-    """KernelSHAP, with its Shapley values per feature.
+class LimeExplanation(Explanation, LimeDetails):
+    """LIME, with its surrogate.
 
-    ``feature_values`` ``(N, F)`` (NaN past ``feature_counts``); ``base_value`` ``(N,)``
-    is the score of the all-off image ``f(baseline)``; ``efficiency_error`` ``(N,)`` is
-    ``Σ φ − (f(x) − f(baseline))``, zero to rounding; ``exact`` ``(N,)`` marks rows
-    whose ``2^F`` coalitions were all enumerated (exact Shapley values).
+    ``segments`` ``(N, H, W)`` holds each pixel's feature id (``0 … F_i − 1``);
+    ``feature_weights`` ``(N, F)`` the ridge coefficients (``F = max F_i``, NaN past a
+    row's own ``feature_counts``); ``intercept`` ``(N,)``; ``fit_r2`` ``(N,)`` the
+    weighted R² of the surrogate on its samples (NaN when the scores do not vary).
     """
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class KernelShapDetails(Details):
+    """KernelSHAP's values per feature: see :class:`KernelShapExplanation`."""
 
     segments: Tensor
     feature_counts: Tensor
@@ -92,6 +102,17 @@ class KernelShapExplanation(Explanation):
     base_value: Tensor
     efficiency_error: Tensor
     exact: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class KernelShapExplanation(Explanation, KernelShapDetails):
+    """KernelSHAP, with its Shapley values per feature.
+
+    ``feature_values`` ``(N, F)`` (NaN past ``feature_counts``); ``base_value`` ``(N,)``
+    is the score of the all-off image ``f(baseline)``; ``efficiency_error`` ``(N,)`` is
+    ``Σ φ − (f(x) − f(baseline))``, zero to rounding; ``exact`` ``(N,)`` marks rows
+    whose ``2^F`` coalitions were all enumerated (exact Shapley values).
+    """
 
 
 # ---------------------------------------------------------------- feature layer
@@ -150,41 +171,16 @@ def segment_images(
     return torch.stack([_relabel(torch.as_tensor(f)) for f in found]).to(x.device)
 
 
-def _blur(x: Tensor) -> Tensor:
-    """Gaussian blur, σ = 1/16 of the shorter side (at least 1 pixel), reflected edges."""
-    sigma = max(1.0, min(x.shape[2:]) / 16)
-    radius = min(int(3 * sigma), min(x.shape[2:]) - 1)
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def removal_baselines(x: Tensor, baseline: str | float | Tensor) -> Tensor:
+def removal_baselines(x: Tensor, baseline: BaselineLike) -> Tensor:
     """What a switched-off feature's pixels become, ``(N, C, H, W)``.
 
-    ``"zeros"``; ``"mean"`` — each image's per-channel mean; ``"blur"`` — a Gaussian
-    blur of the image; a number; or a tensor broadcastable to the inputs.
+    ``"zeros"``; ``"mean"`` — each image's per-channel mean; ``"blur"`` — a Gaussian blur
+    of the image, σ = 1/16 of the shorter side (at least 1 pixel), the kernel reaching
+    ``⌊3σ⌋`` pixels; a number; or a tensor broadcastable to the inputs (see
+    :func:`~seethrough.core.baselines.make_baseline`).
     """
-    if isinstance(baseline, Tensor):
-        try:
-            return baseline.to(x.device, x.dtype).expand_as(x)
-        except RuntimeError as error:
-            raise InvalidInputError(
-                f"baseline of shape {tuple(baseline.shape)} does not broadcast to the "
-                f"inputs' {tuple(x.shape)}"
-            ) from error
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if baseline == "zeros":
-        return torch.zeros_like(x)
-    if baseline == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-    return _blur(x)
+    sigma = max(1.0, min(x.shape[2:]) / 16)
+    return make_baseline(baseline, x, kinds=BASELINES, blur_sigma=sigma, blur_radius=int(3 * sigma))
 
 
 class CoalitionRows:
@@ -225,7 +221,7 @@ class CoalitionRows:
 
 
 def evaluate_coalitions(
-    run: Run,
+    ctx: PassContext,
     x: Tensor,
     target: Target,
     baselines: Tensor,
@@ -238,7 +234,7 @@ def evaluate_coalitions(
     image = rows.image_of_rows()
     if target.indices is not None:
         target = target.fixed(target.indices[image.to(target.indices.device)])
-    scores, _ = forward_scores(run.model, rows, rows.total, target, run.budget)
+    scores, _ = forward_scores(ctx.model, rows, rows.total, target, ctx.budget)
     scores = scores.detach().to("cpu", torch.float64)
     return list(scores.split([len(z) for z in coalitions]))
 
@@ -263,6 +259,9 @@ def weighted_ridge(z: Tensor, y: Tensor, w: Tensor, alpha: float) -> tuple[Tenso
     coef ``(F,)``, intercept ``()``, weighted R² ``()`` (NaN when ``y`` is constant).
     """
     z, y, w = z.double(), y.double(), w.double()
+    if not bool(torch.isfinite(y).all()):  # a NaN score (explain(nonfinite="warn")): no fit
+        nan = torch.tensor(float("nan"), dtype=z.dtype)
+        return torch.full((z.shape[1],), float("nan"), dtype=z.dtype), nan, nan
     total = w.sum()
     z_mean, y_mean = (w[:, None] * z).sum(0) / total, (w * y).sum() / total
     zc, yc = z - z_mean, y - y_mean
@@ -283,6 +282,8 @@ def constrained_shapley_fit(z: Tensor, y: Tensor, w: Tensor, v0: Tensor, v1: Ten
     ``Σ φ = v1 − v0``, by eliminating the last feature (as ``shap`` does)."""
     z, y, w = z.double(), y.double(), w.double()
     delta = v1 - v0
+    if not bool(torch.isfinite(y).all() and torch.isfinite(delta)):  # see weighted_ridge
+        return torch.full((z.shape[1],), float("nan"), dtype=z.dtype)
     if z.shape[1] == 1:
         return delta.reshape(1)
     a = z[:, :-1] - z[:, -1:]
@@ -357,11 +358,6 @@ def _feature_map(x: Tensor, segments: Tensor, values: list[Tensor]) -> Tensor:
 # ---------------------------------------------------------------- methods
 
 
-def _positive_int(name: str, value: Any, least: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise InvalidOptionError(f"{name} must be an integer ≥ {least}, got {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class SuperpixelMethod(Method):
     """The options shared by the superpixel surrogates (the feature layer).
@@ -382,35 +378,27 @@ class SuperpixelMethod(Method):
         ``"blur"``, a number or a tensor; see :func:`removal_baselines`.
 
     Segmentation is deterministic; every random draw of row ``i`` comes from
-    ``run.generator(i)``.
+    ``ctx.generator(i)``.
     """
 
-    samples: int = 1000
-    segments: str | Tensor = "slic"
-    n_segments: int = 50
-    compactness: float = 10.0
-    segment_options: Mapping[str, Any] = field(default_factory=dict)
-    baseline: str | float | Tensor = "zeros"
+    samples: int = option(1000, check=integer(at_least=2))
+    segments: str | Tensor = option(
+        "slic", check=one_of(*SEGMENTERS) | instance_of(Tensor, "an integer mask tensor")
+    )
+    n_segments: int = option(50, check=integer(at_least=1))
+    compactness: float = option(10.0, check=number())
+    segment_options: Mapping[str, Any] = option(
+        factory=dict, check=instance_of(Mapping, "a mapping of keyword arguments")
+    )
+    baseline: BaselineLike = option(
+        "zeros", check=one_of(*BASELINES) | number() | instance_of(Tensor, "a tensor")
+    )
 
-    def __post_init__(self) -> None:
-        _positive_int("samples", self.samples, least=2)
-        _positive_int("n_segments", self.n_segments)
-        if isinstance(self.segments, str) and self.segments not in SEGMENTERS:
-            raise InvalidOptionError(
-                f"unknown segments {self.segments!r} (valid: {', '.join(SEGMENTERS)}, "
-                "or an integer mask tensor)"
-            )
+    def validate(self) -> None:
         if isinstance(self.segments, Tensor) and (
             self.segments.dtype.is_floating_point or self.segments.dtype == torch.bool
         ):
             raise InvalidOptionError("a segment mask must be an integer tensor of feature ids")
-        if not isinstance(self.segments, (str, Tensor)):
-            raise InvalidOptionError(f"segments must be a name or a mask, got {self.segments!r}")
-        if isinstance(self.baseline, str) and self.baseline not in BASELINES:
-            raise InvalidOptionError(
-                f"unknown baseline {self.baseline!r} (valid: {', '.join(BASELINES)}, "
-                "a number or a tensor)"
-            )
 
     def planned_rows(self, n: int) -> int:
         return n * (self.samples + 1)
@@ -440,48 +428,44 @@ class Lime(SuperpixelMethod):
     alpha : float
         Ridge penalty on the coefficients (default 1.0, the ``lime`` package's).
 
-    Row ``i``'s coalitions are Bernoulli(½) from ``run.generator(i)``; the first keeps
+    Row ``i``'s coalitions are Bernoulli(½) from ``ctx.generator(i)``; the first keeps
     every feature. Attributions are the ridge coefficients painted on their superpixels.
     """
 
-    kernel_width: float = 0.25
-    alpha: float = 1.0
+    kernel_width: float = option(0.25, check=number(above=0))
+    alpha: float = option(1.0, check=number(at_least=0))
 
     name: ClassVar[str] = "lime"
     result_type: ClassVar[type[Explanation]] = LimeExplanation
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.kernel_width > 0 or not self.alpha >= 0:
-            raise InvalidOptionError("kernel_width must be > 0 and alpha ≥ 0")
 
     def similarity(self, z: Tensor) -> Tensor:
         """Sample weights of coalitions ``z`` ``(S, F)``."""
         distance = 1 - (z.sum(1) / z.shape[1]).sqrt()
         return torch.exp(-(distance**2) / (2 * self.kernel_width**2))
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
         segments, baselines = self.feature_layer(x)
         counts = [int(s.max()) + 1 for s in segments]
         coalitions = [
-            lime_coalitions(f, self.samples, run.generator(i)) for i, f in enumerate(counts)
+            lime_coalitions(f, self.samples, ctx.generator(i)) for i, f in enumerate(counts)
         ]
-        outputs = evaluate_coalitions(run, x, target, baselines, segments, coalitions)
+        outputs = evaluate_coalitions(ctx, x, target, baselines, segments, coalitions)
         fits = [
             weighted_ridge(z.cpu(), y, self.similarity(z.cpu()), self.alpha)
             for z, y in zip(coalitions, outputs)
         ]
         coefs = [f[0] for f in fits]
-        extra = {
-            "segments": segments,
-            "feature_counts": torch.tensor(counts, device=x.device),
-            "feature_weights": _padded(coefs, x.dtype, x.device),
-            "intercept": torch.stack([f[1] for f in fits]).to(x.device, x.dtype),
-            "fit_r2": torch.stack([f[2] for f in fits]).to(x.device, x.dtype),
-        }
+        details = LimeDetails(
+            segments=segments,
+            feature_counts=torch.tensor(counts, device=x.device),
+            feature_weights=_padded(coefs, x.dtype, x.device),
+            intercept=torch.stack([f[1] for f in fits]).to(x.device, x.dtype),
+            fit_r2=torch.stack([f[2] for f in fits]).to(x.device, x.dtype),
+        )
         values = _feature_map(x, segments, coefs)
-        return Attribution(values, scores, target.indices_or_unknown(len(x), x.device), extra)
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(values, scores, indices, predicted, details)
 
 
 @register
@@ -498,23 +482,21 @@ class KernelShap(SuperpixelMethod):
     (constrained least squares). Attributions are the values painted on their superpixels.
     """
 
+    # f(x), f(baseline) and at least one antithetic pair
+    samples: int = option(1000, check=integer(at_least=4))
+
     name: ClassVar[str] = "kernel_shap"
     result_type: ClassVar[type[Explanation]] = KernelShapExplanation
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # f(x), f(baseline) and at least one antithetic pair
-        _positive_int("samples", self.samples, least=4)
-
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        target, scores = run.resolve(x, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        target, scores, predicted = ctx.resolve(x, target)
         segments, baselines = self.feature_layer(x)
         counts = [int(s.max()) + 1 for s in segments]
         designs = [
-            shapley_coalitions(f, self.samples, run.generator(i)) for i, f in enumerate(counts)
+            shapley_coalitions(f, self.samples, ctx.generator(i)) for i, f in enumerate(counts)
         ]
         coalitions = [d[0] for d in designs]
-        outputs = evaluate_coalitions(run, x, target, baselines, segments, coalitions)
+        outputs = evaluate_coalitions(ctx, x, target, baselines, segments, coalitions)
         values, base, error = [], [], []
         for (z, w, _), y in zip(designs, outputs):
             v1, v0 = y[0], y[1]
@@ -522,17 +504,13 @@ class KernelShap(SuperpixelMethod):
             values.append(phi)
             base.append(v0)
             error.append(phi.sum() - (v1 - v0))
-        extra = {
-            "segments": segments,
-            "feature_counts": torch.tensor(counts, device=x.device),
-            "feature_values": _padded(values, x.dtype, x.device),
-            "base_value": torch.stack(base).to(x.device, x.dtype),
-            "efficiency_error": torch.stack(error).to(x.device, x.dtype),
-            "exact": torch.tensor([d[2] for d in designs], device=x.device),
-        }
-        return Attribution(
-            _feature_map(x, segments, values),
-            scores,
-            target.indices_or_unknown(len(x), x.device),
-            extra,
+        details = KernelShapDetails(
+            segments=segments,
+            feature_counts=torch.tensor(counts, device=x.device),
+            feature_values=_padded(values, x.dtype, x.device),
+            base_value=torch.stack(base).to(x.device, x.dtype),
+            efficiency_error=torch.stack(error).to(x.device, x.dtype),
+            exact=torch.tensor([d[2] for d in designs], device=x.device),
         )
+        indices = target.indices_or_unknown(len(x), x.device)
+        return Attribution(_feature_map(x, segments, values), scores, indices, predicted, details)

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LayerError, suggest
+from .guard import guarded
 from .hooks import HookSet
 
-__all__ = ["LayerInfo", "default_cam_layer", "find_layer", "trace_layers"]
+__all__ = ["LayerInfo", "default_cam_layer", "find_layer", "model_layers", "trace_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class LayerInfo:
     name: str
     shape: tuple[int, ...]
     calls: int
+    kind: str = ""
+    """The module's class name, e.g. ``"Conv2d"``."""
 
 
 def trace_layers(model: nn.Module, example: Tensor) -> list[LayerInfo]:
@@ -54,7 +57,7 @@ def trace_layers(model: nn.Module, example: Tensor) -> list[LayerInfo]:
             previous = order.pop(name, None)
             calls = previous.calls + 1 if previous else 1
             if isinstance(output, Tensor):
-                order[name] = LayerInfo(name, tuple(output.shape), calls)
+                order[name] = LayerInfo(name, tuple(output.shape), calls, type(module).__name__)
 
         return hook
 
@@ -64,6 +67,26 @@ def trace_layers(model: nn.Module, example: Tensor) -> list[LayerInfo]:
                 hooks.add(module.register_forward_hook(make_hook(name)))
         model(example)
     return list(order.values())
+
+
+def model_layers(model: nn.Module, channels: int, size: int) -> list[LayerInfo]:
+    """Every layer of ``model`` in execution order, traced on one blank image.
+
+    The image is ``(1, channels, size, size)`` zeros on the model's device, in its dtype; the
+    pass runs under :func:`~seethrough.core.guard.guarded` (the model comes back unchanged).
+    See :func:`trace_layers` for the order and the call counts.
+    """
+    param = next(model.parameters(), None)
+    example = torch.zeros(
+        1,
+        channels,
+        size,
+        size,
+        device=param.device if param is not None else "cpu",
+        dtype=param.dtype if param is not None else torch.float32,
+    )
+    with guarded(model, [example.device]):
+        return trace_layers(model, example)
 
 
 _DEFAULT_LAYERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]] = (

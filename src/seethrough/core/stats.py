@@ -58,19 +58,6 @@ class Interval:
         """Whether ``value`` lies outside the interval."""
         return not self.low <= value <= self.high
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "estimate": _finite(self.estimate),
-            "low": _finite(self.low),
-            "high": _finite(self.high),
-            "level": self.level,
-            "n": self.n,
-        }
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
-
 
 def _rows(arrays: Sequence[Any]) -> list[np.ndarray]:
     out = [np.asarray(a, dtype=np.float64) for a in arrays]

@@ -31,6 +31,8 @@ from .hooks import HookSet
 __all__ = ["GRANULARITIES", "RandomizationStep", "randomization_steps"]
 
 GRANULARITIES = ("block", "module")
+"""Randomization steps: ``"block"`` (blocks and stages) or ``"module"`` (single parametrised
+modules)."""
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 

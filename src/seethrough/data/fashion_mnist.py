@@ -19,14 +19,20 @@ from torch import Tensor
 from ..errors import DatasetNotFoundError, InvalidInputError, InvalidOptionError
 
 __all__ = [
+    "FASHION_MEAN",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ROOT",
+    "FASHION_STD",
     "FashionMNIST",
     "fashion_mnist_root",
     "load_fashion_mnist",
 ]
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MEAN = 0.2860
+"""Mean of the 60,000 training images' pixel values in [0, 1] (the inputs' normalisation)."""
+FASHION_STD = 0.3530
+"""Standard deviation of the 60,000 training images' pixel values in [0, 1]."""
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -65,9 +71,8 @@ class FashionMNIST:
 
     def inputs(self, start: int = 0, stop: int | None = None) -> Tensor:
         """Images ``start:stop`` as the reference CNN's input ``(n, 1, 28, 28)``: pixel
-        values in [0, 1], normalised by the training set's mean and std."""
-        from ..models.fashion_cnn import FASHION_MEAN, FASHION_STD
-
+        values in [0, 1], normalised by the training set's mean and std
+        (:data:`FASHION_MEAN`, :data:`FASHION_STD`)."""
         x = self.images[start:stop].to(torch.float32).div_(255.0)[:, None]
         return (x - FASHION_MEAN) / FASHION_STD
 

@@ -21,7 +21,8 @@ from .objectives import (
     neuron,
     total_variation,
 )
-from .top_examples import ReceptiveField, TopExamples, receptive_field, top_examples
+from .receptive_field import ReceptiveField, receptive_field
+from .top_examples import TopExamples, top_examples
 
 __all__: list[str] = [
     "DreamResult",

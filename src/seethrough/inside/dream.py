@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import __version__
 from ..core.budget import Budget
 from ..core.guard import check_inputs, guarded
 from ..core.hooks import HookSet
+from ..core.versions import library_versions
 from ..errors import InvalidOptionError
 from ._engine import (
     CapturedForward,
@@ -82,19 +82,6 @@ class DreamResult:
     seed: int
     seconds: float
     versions: Mapping[str, str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (images left out)."""
-        return {
-            "objective": self.objective,
-            "sizes": [list(s) for s in self.sizes],
-            "initial": [round(float(v), 6) for v in self.traces[0]],
-            "final": [round(float(v), 6) for v in self.traces[-1]],
-            "settings": dict(self.settings),
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-            "versions": dict(self.versions),
-        }
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -253,7 +240,7 @@ def dream(
         settings=freeze(settings),
         seed=seed,
         seconds=time.perf_counter() - started,
-        versions=freeze({"seethrough": __version__, "torch": torch.__version__}),
+        versions=library_versions(),
     )
 
 

@@ -86,22 +86,6 @@ class FeatureMaps:
         """``(h, w)`` of the layer's maps."""
         return int(self.activations.shape[2]), int(self.activations.shape[3])
 
-    def to_dict(self) -> dict[str, Any]:
-        """Layer, shapes and per-channel statistics as plain JSON-ready values."""
-        return {
-            "layer": self.layer,
-            "images": len(self),
-            "layer_channels": self.layer_channels,
-            "map_size": list(self.map_size),
-            "selection": self.selection,
-            "order": self.order,
-            "channels": [
-                {"channel": int(c), "mean": round(float(m), 8), "max": round(float(x), 8)}
-                for c, m, x in zip(self.channels, self.mean, self.max)
-            ],
-            "settings": dict(self.settings),
-        }
-
 
 def default_rows(inputs: Tensor, batch_size: int | None) -> int | None:
     """Rows per pass: ``batch_size`` if given; on the CPU, as many pixels per pass as

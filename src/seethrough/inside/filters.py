@@ -74,31 +74,6 @@ class Filters:
         """``(out, in / groups)``: the L2 norm of each 2-D kernel."""
         return self.weights.double().flatten(2).norm(dim=2)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Shape, settings and summary statistics as plain JSON-ready values."""
-        w = self.weights.double()
-        per_filter = w.flatten(1).norm(dim=1)
-        return {
-            "layer": self.layer,
-            "shape": list(self.shape),
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "groups": self.groups,
-            "depthwise": self.depthwise,
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "dilation": list(self.dilation),
-            "bias": self.bias is not None,
-            "dtype": str(self.weights.dtype).removeprefix("torch."),
-            "weights": {
-                "mean": round(float(w.mean()), 8),
-                "std": round(float(w.std()), 8) if w.numel() > 1 else 0.0,
-                "min": round(float(w.min()), 8),
-                "max": round(float(w.max()), 8),
-            },
-            "filter_norms": [round(float(v), 8) for v in per_filter],
-        }
-
 
 def conv_layer_names(model: nn.Module) -> list[str]:
     """The dotted names of the model's ``nn.Conv2d`` layers, in registration order."""

@@ -36,10 +36,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
 from ..core.budget import Budget
 from ..core.guard import check_inputs, guarded
 from ..core.hooks import HookSet
+from ..core.versions import library_versions
 from ..errors import InvalidOptionError, LayerError
 from ._engine import (
     CapturedForward,
@@ -90,18 +90,6 @@ class InversionResult:
     seconds: float
     versions: Mapping[str, str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (images left out)."""
-        return {
-            "layer": self.layer,
-            "feature_error": [round(float(v), 6) for v in self.feature_error],
-            "pixel_error": [round(float(v), 6) for v in self.pixel_error],
-            "settings": dict(self.settings),
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-            "versions": dict(self.versions),
-        }
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class LayerInversions:
@@ -134,14 +122,6 @@ class LayerInversions:
             }
             for i, layer in enumerate(self.layers)
         ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (images left out)."""
-        return {
-            "table": self.table(),
-            "results": [r.to_dict() for r in self.results],
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass(frozen=True)
@@ -308,7 +288,7 @@ def invert_layers(
         }
     )
     seconds = time.perf_counter() - started
-    versions = freeze({"seethrough": __version__, "torch": torch.__version__})
+    versions = library_versions()
     results = tuple(
         InversionResult(
             layer=name,

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import __version__
 from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.hooks import HookSet
+from ..core.versions import library_versions
 from ..errors import InvalidOptionError
 from ._engine import (
     CapturedForward,
@@ -100,18 +100,6 @@ class Visualization:
     seconds: float
     versions: Mapping[str, str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (images left out; save them with ``viz``)."""
-        return {
-            "objectives": list(self.objectives),
-            "initial_values": [round(float(v), 6) for v in self.initial_values],
-            "values": [round(float(v), 6) for v in self.values],
-            "seeds": list(self.seeds),
-            "settings": dict(self.settings),
-            "seconds": round(self.seconds, 3),
-            "versions": dict(self.versions),
-        }
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class StabilityResult:
@@ -157,19 +145,6 @@ class StabilityResult:
     pairwise_gram: Tensor | None
     pairwise_pixel: Tensor
     value_spread: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values."""
-        gram = None if self.gram_distance is None else round(self.gram_distance, 6)
-        return {
-            "seeds": list(self.seeds),
-            "layer": self.layer,
-            "activation_distance": round(self.activation_distance, 6),
-            "gram_distance": gram,
-            "pixel_distance": round(self.pixel_distance, 6),
-            "value_spread": round(self.value_spread, 6),
-            "visualization": self.visualization.to_dict(),
-        }
 
 
 # --------------------------------------------------------------------------- setup
@@ -441,7 +416,7 @@ def _visualization(
         settings=setup.settings,
         seed=seed,
         seconds=time.perf_counter() - started,
-        versions=freeze({"seethrough": __version__, "torch": torch.__version__}),
+        versions=library_versions(),
     )
 
 

@@ -3,9 +3,7 @@ figure and one card figure per module, written whole or not at all."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,9 @@ from torch import Tensor
 from ..anatomy import Anatomy, TcavResult, anatomy, tcav
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
+from ..report.output import OutputFolder, file_stems
+from ..report.serialize import write_json
 from ..viz import plot_anatomy, plot_card, save_figure
-from .output import OutputFolder
 
 __all__ = ["ANATOMY", "AnatomyJobResult", "LabelledData", "labelled_folder", "run_anatomy"]
 
@@ -41,10 +40,6 @@ class AnatomyJobResult:
     result: Anatomy
     concepts: tuple[TcavResult, ...]
     files: tuple[str, ...]
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "module"
 
 
 def labelled_folder(net: LoadedModel, folder: str | os.PathLike[str]) -> LabelledData:
@@ -132,36 +127,40 @@ def run_anatomy(
     progress: JobProgress | None = None,
 ) -> AnatomyJobResult:
     """Run :func:`~seethrough.anatomy.anatomy` (and TCAV for ``concepts``: name → folder)
-    and write ``anatomy.json``, ``anatomy.png`` and ``card-<module>.png`` into ``out``."""
-    folder = OutputFolder(out, force, manifest=ANATOMY)
-    result = anatomy(
-        net,
-        data.inputs,
-        data.labels,
-        modules,
-        channel_sweep=channel_sweep,
-        sweep_size=sweep_size,
-        probes=probes,
-        probe_size=probe_size,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    tested = _concepts(net, data, dict(concepts or {}), concept_class, concept_layer, runs, seed)
-    with folder as staging:
+    and write ``anatomy.json``, ``anatomy.png`` and ``card-<module>.png`` into ``out``
+    (held by this run, written whole or not at all: see
+    :class:`~seethrough.report.output.OutputFolder`)."""
+    with OutputFolder(out, force, manifest=ANATOMY) as staging:
+        result = anatomy(
+            net,
+            data.inputs,
+            data.labels,
+            modules,
+            channel_sweep=channel_sweep,
+            sweep_size=sweep_size,
+            probes=probes,
+            probe_size=probe_size,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        tested = _concepts(
+            net, data, dict(concepts or {}), concept_class, concept_layer, runs, seed
+        )
         files = ["anatomy.png"]
         save_figure(plot_anatomy(result), staging / "anatomy.png")
-        for card in result.cards:
-            name = f"card-{_safe(card.name)}.png"
+        stems = file_stems([card.name for card in result.cards], "module")
+        for card, stem in zip(result.cards, stems, strict=True):
+            name = f"card-{stem}.png"
             save_figure(plot_card(card, result.class_names), staging / name)
             files.append(name)
         summary: dict[str, Any] = {
             "model": net.name,
             "data": data.source,
-            "anatomy": result.to_dict(),
-            "concepts": [t.to_dict() for t in tested],
+            "anatomy": result,
+            "concepts": tested,
             "files": [*files, ANATOMY],
         }
-        (staging / ANATOMY).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_json(staging / ANATOMY, summary)
         files.append(ANATOMY)
     return AnatomyJobResult(Path(out), result, tested, tuple(files))

@@ -1,10 +1,24 @@
-"""The explain job: images → explanations → PNG figures, raw tensors, JSON and index.html."""
+"""The explain job: images → explanations → PNG figures, raw tensors, JSON and index.html.
+
+Fast methods run first and the report is published after each step, so the first
+results are on disk within about a minute even when the slow methods take many more
+(:func:`schedule`): the methods that share one plain pass over the images (gradient,
+gradient × input, gradient CAMs) make the first step, the other methods that need one
+or two passes per image (guided backpropagation, deconvnet) the second;
+every slower method (integrated gradients, SmoothGrad, perturbation methods...) then runs
+on its own, cheapest first. After each step the whole report — every image's figure with
+the methods done so far (in the order asked for), ``attributions.safetensors``,
+``summary.json`` and ``index.html`` — is written to the staging folder and moved into
+place file by file, the index last, so the folder always holds a complete, valid report;
+until the last step, ``summary.json`` lists the methods still to run (``"pending"``) and
+the page says so.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +28,7 @@ import torch
 from safetensors.torch import save
 from torch import Tensor
 
-from ..attribution.base import Method, explain_all
-from ..attribution.explanation import Explanation
+from ..attribution import Explanation, Method, explain
 from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.passes import forward_logits
@@ -24,19 +37,29 @@ from ..data.images import LoadedImage
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
 from ..report.html import ImageSection, render_index
+from ..report.output import OutputFolder, file_stems
+from ..report.serialize import dumps, to_jsonable
 from ..viz import plot, save_figure
-from .output import OutputFolder
 
-__all__ = ["ExplainResult", "method_notes", "method_summary", "run_explain"]
+__all__ = [
+    "FAST_PASSES",
+    "ExplainResult",
+    "method_notes",
+    "method_summary",
+    "run_explain",
+    "schedule",
+]
 
 SUMMARY = "summary.json"
 INDEX = "index.html"
 TENSORS = "attributions.safetensors"
 FIGURES = "figures"
 """The progress name of the figure-writing step."""
+FAST_PASSES = 2
+"""Methods with at most this many passes per image run together, in the first step."""
 
 JobProgress = Callable[[str, int, int], None]
-"""``progress(step_name, done, planned)``: a method's rows, or ``"figures"``' images."""
+"""``progress(step_name, done, planned)``: a step's rows, or ``"figures"``' images."""
 
 
 @dataclass(frozen=True)
@@ -81,87 +104,34 @@ def method_notes(ex: Explanation, row: int) -> list[str]:
             f"{100 * rel:.2g}% (completeness, {int(ex.path_points[row])} path points)"  # type: ignore[attr-defined]
         )
     if hasattr(ex, "layer"):
-        notes.append(
-            f"{ex.method}: map from layer {ex.layer} "
-            f"at {tuple(ex.attributions.shape[2:])}, upsampled for display"
-        )
+        size = tuple(ex.attributions.shape[2:])
+        if size == tuple(ex.inputs.shape[2:]):
+            notes.append(f"{ex.method}: uses layer {ex.layer}; map at the input's size {size}")
+        else:
+            notes.append(f"{ex.method}: map from layer {ex.layer} at {size}, upsampled for display")
     if hasattr(ex, "rule_applications"):
         notes.append(
             f"{ex.method}: rewrote {ex.rule_applications} ReLU-like nonlinearities per pass"
         )
+    if ex.nonfinite_rows and row in ex.nonfinite_rows:
+        notes.append(f"{ex.method}: this map or score is not finite (NaN or infinite)")
     return notes
 
 
-def _file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+def schedule(methods: Sequence[Method]) -> list[list[Method]]:
+    """The steps of a run, fastest first.
 
-
-def _write_tensors(path: Path, x: Tensor, explanations: Sequence[Explanation]) -> None:
-    # save() + write_bytes rather than save_file, which creates the file with mode 0600.
-    tensors = {"inputs": x.detach().cpu().contiguous()}
-    metadata = {}
-    for ex in explanations:
-        tensors[f"{ex.method}.attributions"] = ex.attributions.detach().cpu().contiguous()
-        tensors[f"{ex.method}.targets"] = ex.targets.cpu().contiguous()
-        tensors[f"{ex.method}.image_index"] = ex.image_index.cpu().contiguous()
-        metadata[ex.method] = json.dumps(_jsonable(dict(ex.settings)))
-    path.write_bytes(save(tensors, metadata=metadata))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _summary(
-    images: Sequence[LoadedImage],
-    predictions: list[Any],
-    explanations: Sequence[Explanation],
-    net: LoadedModel,
-) -> dict[str, Any]:
-    methods = []
-    for ex in explanations:
-        rows = []
-        for r in range(len(ex)):
-            row: dict[str, Any] = {
-                "image": images[int(ex.image_index[r])].name,
-                "target": int(ex.targets[r]),
-                "target_name": ex.target_names()[r],
-                "score": float(ex.scores[r]),
-            }
-            if hasattr(ex, "relative_completeness_error"):
-                row["relative_completeness_error"] = float(ex.relative_completeness_error[r])
-            rows.append(row)
-        entry = {
-            "method": ex.method,
-            "settings": _jsonable(dict(ex.settings)),
-            "seed": ex.seed,
-            "seconds": round(ex.seconds, 3),
-            "rows": rows,
-        }
-        for key in ("layer", "rule_applications"):
-            if hasattr(ex, key):
-                entry[key] = getattr(ex, key)
-        methods.append(entry)
-    return {
-        "model": net.name,
-        "preprocess": net.preprocess.describe(),
-        "versions": dict(explanations[0].versions) if explanations else {},
-        "images": [
-            {
-                "name": im.name,
-                "source": im.source,
-                "predictions": [{"index": i, "class": c, "probability": p} for i, c, p in pred],
-            }
-            for im, pred in zip(images, predictions, strict=True)
-        ],
-        "methods": methods,
-    }
+    First the methods that read the plain pass over the images (gradient, gradient ×
+    input, gradient CAMs: one pass for all of them), then the other fast methods (at
+    most :data:`FAST_PASSES` passes per image) together, then each slower method alone,
+    cheapest first (ties: the order given)."""
+    cost = {m.name: m.planned_rows(1) for m in methods}
+    fast = [m for m in methods if cost[m.name] <= FAST_PASSES]
+    sharing = [m for m in fast if type(m).clean_pass_needs is not Method.clean_pass_needs]
+    first = sharing if len(sharing) > 1 else []
+    rest = [m for m in fast if m not in first]
+    slow = sorted((m for m in methods if cost[m.name] > FAST_PASSES), key=lambda m: cost[m.name])
+    return [step for step in (first, rest) if step] + [[m] for m in slow]
 
 
 def run_explain(
@@ -181,56 +151,40 @@ def run_explain(
     Writes ``<image>.png`` (the input and one heatmap per method), ``attributions.safetensors``
     (the preprocessed inputs and each method's raw attributions, targets and image
     indices, keyed ``"inputs"`` and ``"<method>.attributions"`` etc.), ``summary.json``
-    and ``index.html``. The folder is checked before any work and written only when
-    everything succeeded (see :class:`OutputFolder`); with ``force`` the previous
-    run's results in it are replaced.
+    and ``index.html``. The folder is checked before any work and held by this run
+    (see :class:`~seethrough.report.output.OutputFolder`); fast methods run first and the
+    report is published after each step (module docstring). A failure before the first
+    step is published leaves the folder as it was; with ``force`` the previous run's
+    results are replaced when the first step is published.
 
-    ``progress(name, done, total)`` is called with each method's name as it runs, then
-    with ``"figures"`` as the figures are drawn.
+    ``progress(name, done, total)`` is called with each step's method names as it runs,
+    then with ``"figures"`` as the figures are drawn.
     """
     if not images:
         raise InvalidOptionError("no images to explain")
     _check_methods(methods)
     folder = OutputFolder(out, force, manifest=SUMMARY)
-    device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
-    x = net.preprocess(list(images), device=device)
-    predictions = _top_predictions(net, x)
-    done: dict[str, Explanation] = {}
-    # methods that read the plain pass over the images share it (one call, fewer passes)
-    sharing = [m for m in methods if type(m).clean_pass_needs is not Method.clean_pass_needs]
-    if len(sharing) > 1:
-        label = ", ".join(m.name for m in sharing)
-        report = (lambda d, t: progress(label, d, t)) if progress else None
-        shared = explain_all(
-            sharing, net, x, target, seed=seed, batch_size=batch_size, progress=report
-        )
-        done.update({m.name: ex for m, ex in zip(sharing, shared, strict=True)})
-    for method in methods:
-        if method.name in done:
-            continue
-        report = (lambda d, t, name=method.name: progress(name, d, t)) if progress else None
-        done[method.name] = method.explain(
-            net, x, target, seed=seed, batch_size=batch_size, progress=report
-        )
-    explanations = [done[m.name] for m in methods]
     with folder as staging:
-        try:
-            files = _write_all(
-                staging,
-                net=net,
-                images=images,
-                x=x,
-                predictions=predictions,
-                methods=methods,
-                explanations=explanations,
-                seed=seed,
-                progress=progress,
+        device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
+        x = net.preprocess(list(images), device=device)
+        report = _Report(staging, net, images, x, _top_predictions(net, x), methods, seed)
+        done: dict[str, Explanation] = {}
+        files: tuple[str, ...] = ()
+        for step in schedule(methods):
+            label = ", ".join(m.name for m in step)
+            tell = (lambda d, t, label=label: progress(label, d, t)) if progress else None
+            found = explain(
+                net, x, list(step), target, seed=seed, batch_size=batch_size, progress=tell
             )
-        except OSError as error:
-            raise InvalidOptionError(
-                f"cannot write to output folder {folder.out}: {error.strerror or error}"
-            ) from error
-    return ExplainResult(Path(out), tuple(explanations), files)
+            done.update({m.name: ex for m, ex in zip(step, found, strict=True)})
+            try:
+                files = report.write(done, progress)
+                folder.publish(last=(TENSORS, SUMMARY, INDEX))
+            except OSError as error:
+                raise InvalidOptionError(
+                    f"cannot write to output folder {folder.out}: {error.strerror or error}"
+                ) from error
+    return ExplainResult(Path(out), tuple(done[m.name] for m in methods), files)
 
 
 def _check_methods(methods: Sequence[Method]) -> None:
@@ -242,73 +196,143 @@ def _check_methods(methods: Sequence[Method]) -> None:
         raise InvalidOptionError(f"method {twice[0]!r} is given twice; give each method once")
 
 
-def _write_all(
-    staging: Path,
-    *,
-    net: LoadedModel,
-    images: Sequence[LoadedImage],
-    x: Tensor,
-    predictions: list[list[Prediction]],
-    methods: Sequence[Method],
-    explanations: Sequence[Explanation],
-    seed: int,
-    progress: JobProgress | None,
-) -> tuple[str, ...]:
-    """Every output file, into ``staging``; returns their names."""
-    first = explanations[0]
-    stems = _unique([_file_stem(im.name) for im in images])
-    sections = []
-    for i, image in enumerate(images):
-        rows = [r for r in range(len(first)) if int(first.image_index[r]) == i]
-        figure_name = f"{stems[i]}.png"
-        save_figure(plot(explanations, rows=rows), staging / figure_name)
-        if progress is not None:
-            progress(FIGURES, i + 1, len(images))
-        sections.append(
-            ImageSection(
-                name=image.name,
-                source=image.source,
-                figure=figure_name,
-                predictions=[(f"{name} ({c})", p) for c, name, p in predictions[i]],
-                targets=[first.target_names()[r] for r in rows],
-                notes=[n for ex in explanations for n in method_notes(ex, rows[0])],
+class _Report:
+    """Writes the whole report for the methods done so far into the staging folder."""
+
+    def __init__(
+        self,
+        staging: Path,
+        net: LoadedModel,
+        images: Sequence[LoadedImage],
+        x: Tensor,
+        predictions: list[list[Prediction]],
+        methods: Sequence[Method],
+        seed: int,
+    ) -> None:
+        self.staging, self.net, self.images, self.x = staging, net, images, x
+        self.predictions, self.methods, self.seed = predictions, methods, seed
+        self.stems = file_stems([im.name for im in images], "image")
+        self.files = sorted([*(f"{s}.png" for s in self.stems), TENSORS, SUMMARY, INDEX])
+
+    def write(self, done: dict[str, Explanation], progress: JobProgress | None) -> tuple[str, ...]:
+        """Every file of the report, into the staging folder; returns their names."""
+        explanations = [done[m.name] for m in self.methods if m.name in done]
+        pending = [m.name for m in self.methods if m.name not in done]
+        sections = self._figures(explanations, progress)
+        _write_tensors(self.staging / TENSORS, self.x, explanations)
+        summary = _summary(self.images, self.predictions, explanations, self.net)
+        summary["seed"] = self.seed
+        summary["pending"] = pending
+        summary["files"] = self.files
+        (self.staging / SUMMARY).write_text(dumps(summary, indent=2), encoding="utf-8")
+        run_info = {
+            "model": self.net.name
+            if self.net.source == self.net.name
+            else f"{self.net.name} ({self.net.source})",
+            "preprocessing": self.net.preprocess.describe(),
+            "methods": ", ".join(ex.method for ex in explanations),
+            "seed": self.seed,
+            "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+        }
+        method_info = [(m.name, method_summary(type(m))) for m in self.methods if m.name in done]
+        status = None
+        if pending:
+            status = (
+                f"Partial report, written {time.strftime('%H:%M:%S')}: "
+                f"{len(explanations)} of {len(self.methods)} methods. Still to run when it "
+                f"was written: {', '.join(pending)}. This page reloads until the run ends."
             )
-        )
-    _write_tensors(staging / TENSORS, x, explanations)
-    summary = _summary(images, predictions, explanations, net)
-    summary["seed"] = seed
-    summary["files"] = sorted([*(f"{s}.png" for s in stems), TENSORS, SUMMARY, INDEX])
-    run_info = {
-        "model": f"{net.name} ({net.source})" if net.source != net.name else net.name,
-        "preprocessing": net.preprocess.describe(),
-        "methods": ", ".join(ex.method for ex in explanations),
-        "seed": seed,
-        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+        page = render_index("seethrough explain", sections, run_info, method_info, status)
+        (self.staging / INDEX).write_text(page, encoding="utf-8")
+        return tuple(self.files)
+
+    def _figures(
+        self, explanations: Sequence[Explanation], progress: JobProgress | None
+    ) -> list[ImageSection]:
+        first = explanations[0]
+        sections = []
+        for i, image in enumerate(self.images):
+            rows = [r for r in range(len(first)) if int(first.image_index[r]) == i]
+            figure_name = f"{self.stems[i]}.png"
+            save_figure(plot(explanations, rows=rows), self.staging / figure_name)
+            if progress is not None:
+                progress(FIGURES, i + 1, len(self.images))
+            sections.append(
+                ImageSection(
+                    name=image.name,
+                    source=image.source,
+                    figure=figure_name,
+                    predictions=[(f"{name} ({c})", p) for c, name, p in self.predictions[i]],
+                    targets=[first.target_names()[r] for r in rows],
+                    notes=[n for ex in explanations for n in method_notes(ex, rows[0])],
+                )
+            )
+        return sections
+
+
+def _write_tensors(path: Path, x: Tensor, explanations: Sequence[Explanation]) -> None:
+    # save() + write_bytes rather than save_file, which creates the file with mode 0600.
+    tensors = {"inputs": x.detach().cpu().contiguous()}
+    metadata = {}
+    for ex in explanations:
+        tensors[f"{ex.method}.attributions"] = ex.attributions.detach().cpu().contiguous()
+        tensors[f"{ex.method}.targets"] = ex.targets.cpu().contiguous()
+        tensors[f"{ex.method}.image_index"] = ex.image_index.cpu().contiguous()
+        settings = to_jsonable(dict(ex.settings))
+        metadata[ex.method] = json.dumps(settings, ensure_ascii=False, allow_nan=False)
+    path.write_bytes(save(tensors, metadata=metadata))
+
+
+def _summary(
+    images: Sequence[LoadedImage],
+    predictions: list[list[Prediction]],
+    explanations: Sequence[Explanation],
+    net: LoadedModel,
+) -> dict[str, Any]:
+    methods = []
+    for ex in explanations:
+        rows = []
+        names = ex.target_names()
+        for r in range(len(ex)):
+            row: dict[str, Any] = {
+                "image": images[int(ex.image_index[r])].name,
+                "target": int(ex.targets[r]),
+                "target_name": names[r],
+                "score": ex.scores[r],
+            }
+            if hasattr(ex, "relative_completeness_error"):
+                row["relative_completeness_error"] = ex.relative_completeness_error[r]
+            rows.append(row)
+        entry: dict[str, Any] = {
+            "method": ex.method,
+            "settings": ex.settings,
+            "seed": ex.seed,
+            "seconds": ex.seconds,
+            "rows": rows,
+        }
+        for key in ("layer", "rule_applications"):
+            if hasattr(ex, key):
+                entry[key] = getattr(ex, key)
+        if ex.nonfinite_rows:
+            entry["nonfinite_rows"] = ex.nonfinite_rows
+        methods.append(entry)
+    return {
+        "model": net.name,
+        "preprocess": net.preprocess.describe(),
+        "versions": dict(explanations[0].versions) if explanations else {},
+        "images": [
+            {
+                "name": im.name,
+                "source": im.source,
+                "predictions": [{"index": i, "class": c, "probability": p} for i, c, p in pred],
+            }
+            for im, pred in zip(images, predictions, strict=True)
+        ],
+        "methods": methods,
     }
-    method_info = [(m.name, method_summary(type(m))) for m in methods]
-    page = render_index("seethrough explain", sections, run_info, method_info)
-    (staging / INDEX).write_text(page, encoding="utf-8")
-    (staging / SUMMARY).write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    return tuple(summary["files"])
 
 
 def method_summary(cls: type[Method]) -> str:
     """The first paragraph of a method's docstring, as one line."""
     paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
     return " ".join(paragraph.split())
-
-
-def _unique(stems: list[str]) -> list[str]:
-    """Distinct file stems, also on case-insensitive file systems: ``a``, ``a-2``, ..."""
-    used: set[str] = set()
-    result = []
-    for stem in stems:
-        candidate, count = stem, 1
-        while candidate.lower() in used:
-            count += 1
-            candidate = f"{stem}-{count}"
-        used.add(candidate.lower())
-        result.append(candidate)
-    return result

@@ -2,15 +2,14 @@
 inversion and top-activating examples → PNG figures and one JSON file each, written whole
 or not at all.
 
-Each job computes everything first and writes only when it succeeded; the JSON file lists
-the files of the run (``"files"``) so that ``--force`` can replace them.
+Each job holds its output folder while it computes and writes only when everything
+succeeded (:class:`~seethrough.report.output.OutputFolder`); the JSON file lists the files
+of the run (``"files"``) so that ``--force`` can replace them.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,9 @@ from ..inside import (
     stability,
     top_examples,
 )
-from ..models.fashion_cnn import FASHION_MEAN, FASHION_STD
-from ..models.preprocess import Preprocess
-from ..models.zoo import LoadedModel
+from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
+from ..report.output import OutputFolder, file_stems
+from ..report.serialize import to_jsonable, write_json
 from ..viz import (
     plot_dream,
     plot_feature_maps,
@@ -49,10 +48,8 @@ from ..viz import (
     plot_visualization,
     save_figure,
 )
-from .output import OutputFolder
 
 __all__ = [
-    "FASHION_INPUTS",
     "FeaturesJobResult",
     "run_dream",
     "run_filters",
@@ -61,16 +58,6 @@ __all__ = [
     "run_maximize",
     "run_top_examples",
 ]
-
-FASHION_INPUTS = Preprocess(
-    size=28,
-    crop_fraction=1.0,
-    mean=(FASHION_MEAN,),
-    std=(FASHION_STD,),
-    interpolation="bilinear",
-    channels=1,
-)
-"""How :meth:`FashionMNIST.inputs` normalises the images (its ``invert`` shows them)."""
 
 JobProgress = Callable[[str, int, int], None]
 IMAGES_PER_MAPS_FIGURE = 4
@@ -84,10 +71,6 @@ class FeaturesJobResult:
     out: Path
     files: tuple[str, ...]
     result: Any
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
 
 
 def _device_of(net: LoadedModel) -> torch.device:
@@ -117,8 +100,7 @@ class _Writer:
         self.files.append(name)
 
     def summary(self, name: str, content: dict[str, Any]) -> None:
-        content = {**content, "files": [*self.files, name]}
-        (self.staging / name).write_text(json.dumps(content, indent=1), encoding="utf-8")
+        write_json(self.staging / name, {**content, "files": [*self.files, name]})
         self.files.append(name)
 
 
@@ -136,13 +118,11 @@ def run_filters(
     force: bool = False,
 ) -> FeaturesJobResult:
     """The filters of ``layer`` → ``filters.png`` and ``filters.json``."""
-    folder = OutputFolder(out, force, manifest="filters.json")
-    result = filters(net, layer)
-    figure = plot_filters(result, mode=mode, filters=chosen)
-    with folder as staging:
+    with OutputFolder(out, force, manifest="filters.json") as staging:
+        result = filters(net, layer)
         writer = _Writer(staging)
-        writer.figure("filters.png", figure)
-        writer.summary("filters.json", {"model": net.name, "filters": result.to_dict()})
+        writer.figure("filters.png", plot_filters(result, mode=mode, filters=chosen))
+        writer.summary("filters.json", {"model": net.name, "filters": result})
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 
@@ -160,10 +140,11 @@ def run_maps(
 ) -> FeaturesJobResult:
     """Feature maps of ``layer`` for ``images`` → ``maps-NNN.png`` (four images each) and
     ``maps.json`` (per-channel statistics)."""
-    folder = OutputFolder(out, force, manifest="maps.json")
-    x = net.preprocess(list(images), device=_device_of(net))
-    result = feature_maps(net, x, layer, channels=channels, k=k, order=order, batch_size=batch_size)
-    with folder as staging:
+    with OutputFolder(out, force, manifest="maps.json") as staging:
+        x = net.preprocess(list(images), device=_device_of(net))
+        result = feature_maps(
+            net, x, layer, channels=channels, k=k, order=order, batch_size=batch_size
+        )
         writer = _Writer(staging)
         for g, a in enumerate(range(0, len(images), IMAGES_PER_MAPS_FIGURE)):
             shown = list(range(a, min(a + IMAGES_PER_MAPS_FIGURE, len(images))))
@@ -174,7 +155,7 @@ def run_maps(
                 names=[im.name for im in images],
             )
             writer.figure(f"maps-{g:03d}.png", figure)
-        summary = {"model": net.name, "images": _images_json(images), "maps": result.to_dict()}
+        summary = {"model": net.name, "images": _images_json(images), "maps": result}
         writer.summary("maps.json", summary)
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
@@ -193,25 +174,25 @@ def run_maximize(
     """Activation maximization of each objective → ``maximize.png`` (the images),
     ``maximize-traces.png`` and ``maximize.json``. With ``seeds`` ≥ 2 (one objective), the
     stability check instead: the solutions from ``seeds`` seeds and their distances."""
-    folder = OutputFolder(out, force, manifest="maximize.json")
+    if seeds and len(objectives) != 1:
+        raise InvalidOptionError("--stability checks one objective; give exactly one")
     settings = dict(options or {})
     report = _report(progress, "optimization steps")
-    if seeds:
-        if len(objectives) != 1:
-            raise InvalidOptionError("--stability checks one objective; give exactly one")
-        check = stability(
-            net, objectives[0], seeds=range(seed, seed + seeds), progress=report, **settings
+    summary: dict[str, Any]
+    with OutputFolder(out, force, manifest="maximize.json") as staging:
+        if seeds:
+            check = stability(
+                net, objectives[0], seeds=range(seed, seed + seeds), progress=report, **settings
+            )
+            vis, summary = check.visualization, {"stability": check}
+        else:
+            vis = maximize(net, list(objectives), seed=seed, progress=report, **settings)
+            check, summary = None, {"maximize": vis}
+        names = [f"{o} (seed {s})" for o, s in zip(vis.objectives, vis.seeds)]
+        grid = plot_visualization(vis)
+        traces = plot_traces(
+            vis.traces, names, title="objective during optimization", ylabel="objective"
         )
-        vis, summary = check.visualization, {"stability": check.to_dict()}
-    else:
-        vis = maximize(net, list(objectives), seed=seed, progress=report, **settings)
-        check, summary = None, {"maximize": vis.to_dict()}
-    names = [f"{o} (seed {s})" for o, s in zip(vis.objectives, vis.seeds)]
-    grid = plot_visualization(vis)
-    traces = plot_traces(
-        vis.traces, names, title="objective during optimization", ylabel="objective"
-    )
-    with folder as staging:
         writer = _Writer(staging)
         writer.figure("maximize.png", grid)
         writer.figure("maximize-traces.png", traces)
@@ -232,21 +213,20 @@ def run_dream(
 ) -> FeaturesJobResult:
     """DeepDream on ``images`` → ``dream-NNN-NAME.png`` (each dreamed image), ``dream.png``
     (originals beside the dreams) and ``dream.json``."""
-    folder = OutputFolder(out, force, manifest="dream.json")
-    x = net.preprocess(list(images), device=_device_of(net))
-    result = dream(
-        net, x, objective, seed=seed, progress=_report(progress, "dream steps"), **(options or {})
-    )
-    figure = plot_dream(result)
-    pixels = result.images
-    if float(pixels.min()) < 0 or float(pixels.max()) > 1:  # normalisation unknown
-        pixels = net.preprocess.invert(result.inputs)
-    with folder as staging:
+    with OutputFolder(out, force, manifest="dream.json") as staging:
+        x = net.preprocess(list(images), device=_device_of(net))
+        tell = _report(progress, "dream steps")
+        result = dream(net, x, objective, seed=seed, progress=tell, **(options or {}))
+        figure = plot_dream(result)
+        pixels = result.images
+        if float(pixels.min()) < 0 or float(pixels.max()) > 1:  # normalisation unknown
+            pixels = net.preprocess.invert(result.inputs)
         writer = _Writer(staging)
-        for i, image in enumerate(images):
-            writer.image(f"dream-{i:03d}-{_safe(image.name)}.png", pixels[i])
+        stems = file_stems([image.name for image in images], "image")
+        for i, stem in enumerate(stems):
+            writer.image(f"dream-{i:03d}-{stem}.png", pixels[i])
         writer.figure("dream.png", figure)
-        summary = {"model": net.name, "images": _images_json(images), "dream": result.to_dict()}
+        summary = {"model": net.name, "images": _images_json(images), "dream": result}
         writer.summary("dream.json", summary)
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
@@ -264,24 +244,18 @@ def run_invert(
 ) -> FeaturesJobResult:
     """Feature inversion of ``images`` from each of ``layers`` → ``inversion.png`` and
     ``inversion.json`` (feature and pixel errors per layer and image)."""
-    folder = OutputFolder(out, force, manifest="inversion.json")
-    x = net.preprocess(list(images), device=_device_of(net))
     report = _report(progress, "inversion steps")
     settings = options or {}
     result: Any
-    if len(layers) == 1:
-        result = invert(net, x, layers[0], seed=seed, progress=report, **settings)
-    else:
-        result = invert_layers(net, x, list(layers), seed=seed, progress=report, **settings)
-    figure = plot_inversion(result)
-    with folder as staging:
+    with OutputFolder(out, force, manifest="inversion.json") as staging:
+        x = net.preprocess(list(images), device=_device_of(net))
+        if len(layers) == 1:
+            result = invert(net, x, layers[0], seed=seed, progress=report, **settings)
+        else:
+            result = invert_layers(net, x, list(layers), seed=seed, progress=report, **settings)
         writer = _Writer(staging)
-        writer.figure("inversion.png", figure)
-        summary = {
-            "model": net.name,
-            "images": _images_json(images),
-            "inversion": result.to_dict(),
-        }
+        writer.figure("inversion.png", plot_inversion(result))
+        summary = {"model": net.name, "images": _images_json(images), "inversion": result}
         writer.summary("inversion.json", summary)
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
@@ -325,14 +299,38 @@ def run_top_examples(
     """Top-``k`` images per channel of ``layer`` over a folder's images or a Fashion-MNIST
     split → ``top-examples-NNN.png`` (16 channels each: the receptive-field crops) and
     ``top-examples.json``."""
-    folder = OutputFolder(out, force, manifest="top-examples.json")
-    report = _report(progress, "images")
+    if isinstance(source, FashionMNIST) and len(source) == 0:
+        raise InvalidInputError("no Fashion-MNIST images to rank (--limit 0?)")
+    with OutputFolder(out, force, manifest="top-examples.json") as staging:
+        result, content, transform = _top_examples(
+            net, source, layer, channels, k, batch_size, _report(progress, "images")
+        )
+        groups = list(range(0, len(result.channels), CHANNELS_PER_TOP_FIGURE))
+        writer = _Writer(staging)
+        for g, a in enumerate(groups):
+            rows = list(range(a, min(a + CHANNELS_PER_TOP_FIGURE, len(result.channels))))
+            figure = plot_top_examples(result, channels=rows, transform=transform)
+            writer.figure(f"top-examples-{g:03d}.png", figure)
+            if progress is not None:
+                progress("figures", g + 1, len(groups))
+        writer.summary("top-examples.json", {"model": net.name, **content})
+    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+
+
+def _top_examples(
+    net: LoadedModel,
+    source: Sequence[LoadedImage] | FashionMNIST,
+    layer: str,
+    channels: Sequence[int] | None,
+    k: int,
+    batch_size: int | None,
+    report: Callable[[int, int], None] | None,
+) -> tuple[Any, dict[str, Any], Any]:
+    """The top examples, the JSON content (hits named) and the figures' transform."""
     if isinstance(source, FashionMNIST):
-        if len(source) == 0:
-            raise InvalidInputError("no Fashion-MNIST images to rank (--limit 0?)")
         _check_runs_on(net, source.inputs(0, 1))
         data: Any = source
-        transform: Any = FASHION_INPUTS
+        transform: Any = FASHION_CNN_PREPROCESS
         names = [f"{i}: {FASHION_MNIST_CLASSES[int(c)]}" for i, c in enumerate(source.labels)]
         described: Any = {"dataset": f"fashion-mnist {source.split}", "images": len(source)}
     else:
@@ -342,19 +340,8 @@ def run_top_examples(
     result = top_examples(
         net, data, layer, channels=channels, k=k, batch_size=batch_size, progress=report
     )
-    content = result.to_dict()
+    content = to_jsonable(result)
     for channel in content["channels"]:
         for hit in channel["hits"]:
             hit["name"] = names[hit["image"]]
-    groups = list(range(0, len(result.channels), CHANNELS_PER_TOP_FIGURE))
-    with folder as staging:
-        writer = _Writer(staging)
-        for g, a in enumerate(groups):
-            rows = list(range(a, min(a + CHANNELS_PER_TOP_FIGURE, len(result.channels))))
-            figure = plot_top_examples(result, channels=rows, transform=transform)
-            writer.figure(f"top-examples-{g:03d}.png", figure)
-            if progress is not None:
-                progress("figures", g + 1, len(groups))
-        summary = {"model": net.name, **described, "top_examples": content}
-        writer.summary("top-examples.json", summary)
-    return FeaturesJobResult(Path(out), tuple(writer.files), result)
+    return result, {**described, "top_examples": content}, transform

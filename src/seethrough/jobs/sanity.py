@@ -3,10 +3,7 @@ images → figures and ``sanity.json``, written whole or not at all."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,8 @@ import torch
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError
 from ..models.zoo import LoadedModel
+from ..report.output import OutputFolder, file_stems
+from ..report.serialize import write_json
 from ..trust.sanity import (
     METRICS,
     RandomizationResult,
@@ -24,7 +23,6 @@ from ..trust.sanity import (
     model_randomization,
 )
 from ..viz import plot_randomization_grid, plot_similarity_curves, save_figure
-from .output import OutputFolder
 
 __all__ = ["SANITY", "SanityJobResult", "run_sanity"]
 
@@ -37,14 +35,6 @@ class SanityJobResult:
     out: Path
     result: RandomizationResult
     files: tuple[str, ...]
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
-
-
-def _clean(value: float) -> float | None:
-    return None if math.isnan(value) else round(value, 6)
 
 
 def run_sanity(
@@ -66,36 +56,37 @@ def run_sanity(
 ) -> SanityJobResult:
     """Run :func:`~seethrough.trust.model_randomization` and :func:`edge_similarity` on
     ``images`` and write ``sanity.json``, one similarity-curve figure per measure and the
-    randomization grid of the first ``figures`` images into ``out``."""
+    randomization grid of the first ``figures`` images into ``out`` (held by this run
+    and written whole or not at all: :class:`~seethrough.report.output.OutputFolder`)."""
     if not images:
         raise InvalidOptionError("no images to check")
-    folder = OutputFolder(out, force, manifest=SANITY)
-    device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
-    x = net.preprocess(list(images), device=device)
-    report = (lambda d, t: progress("randomization steps", d, t)) if progress else None
-    result = model_randomization(
-        net,
-        x,
-        list(methods),
-        target,
-        mode=mode,
-        granularity=granularity,
-        follow_prediction=follow_prediction,
-        seed=seed,
-        batch_size=batch_size,
-        progress=report,
-        **dict(options or {}),
-    )
-    edges = edge_similarity_of(result.original)  # the maps the check already made
-    with folder as staging:
+    with OutputFolder(out, force, manifest=SANITY) as staging:
+        device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
+        x = net.preprocess(list(images), device=device)
+        report = (lambda d, t: progress("randomization steps", d, t)) if progress else None
+        result = model_randomization(
+            net,
+            x,
+            list(methods),
+            target,
+            mode=mode,
+            granularity=granularity,
+            follow_prediction=follow_prediction,
+            seed=seed,
+            batch_size=batch_size,
+            progress=report,
+            **dict(options or {}),
+        )
+        edges = edge_similarity_of(result.original)  # the maps the check already made
         files: list[str] = []
         for metric in METRICS:
             name = f"similarity-{metric}.png"
             save_figure(plot_similarity_curves(result, metric), staging / name)
             files.append(name)
         shown = min(figures, len(images))
+        stems = file_stems([im.name for im in images[:shown]], "image")
         for i in range(shown):
-            name = f"randomization-{i:03d}-{_safe(images[i].name)}.png"
+            name = f"randomization-{i:03d}-{stems[i]}.png"
             save_figure(plot_randomization_grid(result, i), staging / name)
             files.append(name)
             if progress:
@@ -103,13 +94,12 @@ def run_sanity(
         summary = {
             "model": net.name,
             "images": [{"name": im.name, "source": im.source} for im in images],
-            "randomization": result.to_dict(),
+            "randomization": result,
             "edge_similarity": {
-                s.method: {m: [_clean(float(v)) for v in s.values(m)[0]] for m in METRICS}
-                for s in edges.similarities
+                s.method: {m: s.values(m)[0] for m in METRICS} for s in edges.similarities
             },
             "files": [*files, SANITY],
         }
-        (staging / SANITY).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_json(staging / SANITY, summary)
         files.append(SANITY)
     return SanityJobResult(Path(out), result, tuple(files))

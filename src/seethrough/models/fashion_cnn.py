@@ -19,15 +19,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "FASHION_CNN_WEIGHTS",
-    "FASHION_MEAN",
-    "FASHION_STD",
     "FashionCNN",
     "fashion_cnn",
     "packaged_weights",
 ]
 
-FASHION_MEAN = 0.2860  # of the 60,000 training images' pixel values in [0, 1]
-FASHION_STD = 0.3530
 FASHION_CNN_WEIGHTS = {
     "true_labels": "fashion_cnn.safetensors",
     "random_labels": "fashion_cnn_random_labels.safetensors",
@@ -37,8 +33,10 @@ FASHION_CNN_WEIGHTS = {
 class FashionCNN(nn.Module):
     """conv5×5×32 – ReLU – pool – conv5×5×64 – ReLU – pool – FC1024 – ReLU – FC10.
 
-    Input ``(N, 1, 28, 28)``, normalised with :data:`FASHION_MEAN` / :data:`FASHION_STD`;
-    output: logits ``(N, 10)``.
+    Input ``(N, 1, 28, 28)``, normalised with the training set's mean and std
+    (:data:`~seethrough.data.fashion_mnist.FASHION_MEAN` /
+    :data:`~seethrough.data.fashion_mnist.FASHION_STD`; as
+    :meth:`~seethrough.data.fashion_mnist.FashionMNIST.inputs` does); output: logits ``(N, 10)``.
     """
 
     def __init__(self, classes: int = 10) -> None:

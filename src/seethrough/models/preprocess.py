@@ -21,7 +21,9 @@ from seethrough.errors import InvalidInputError, InvalidOptionError
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "Preprocess"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+"""torchvision's ImageNet per-channel mean (RGB) of pixel values in [0, 1]."""
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+"""torchvision's ImageNet per-channel standard deviation (RGB)."""
 INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear")
 # ITU-R BT.601 luma weights, as PIL's convert("L") uses.
 _LUMA = (0.299, 0.587, 0.114)

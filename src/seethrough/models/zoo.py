@@ -22,9 +22,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from seethrough.errors import ModelLoadError, suggest
+from seethrough.data.fashion_mnist import FASHION_MEAN, FASHION_MNIST_CLASSES, FASHION_STD
+from seethrough.errors import ModelLoadError, WeightsOnlyError, suggest
 from seethrough.models.efficientnet_lite import efficientnet_lite0
-from seethrough.models.fashion_cnn import FASHION_MEAN, FASHION_STD
 from seethrough.models.loading import (
     StateDict,
     build_from_import_path,
@@ -37,6 +37,7 @@ from seethrough.models.preprocess import INTERPOLATIONS, Preprocess
 
 __all__ = [
     "EFFICIENTNET_LITE0_PREPROCESS",
+    "FASHION_CNN_PREPROCESS",
     "MODELS",
     "LoadedModel",
     "imagenet_labels",
@@ -58,6 +59,7 @@ EFFICIENTNET_LITE0_PREPROCESS = Preprocess(
     std=(128 / 255,) * 3,
     interpolation="bicubic",
 )
+"""EfficientNet-Lite0's input pipeline (TensorFlow's normalisation, measured above)."""
 
 FASHION_CNN_PREPROCESS = Preprocess(
     size=28,
@@ -67,7 +69,9 @@ FASHION_CNN_PREPROCESS = Preprocess(
     interpolation="bilinear",
     channels=1,
 )
-"""Fashion-MNIST's own normalisation (training-set mean and std of pixels in [0, 1])."""
+"""Fashion-MNIST's own normalisation (training-set mean and std of pixels in [0, 1]), as
+:meth:`~seethrough.data.fashion_mnist.FashionMNIST.inputs` applies it; its ``invert`` shows
+those inputs as images."""
 
 _SPEC_FORMS = "a model file, 'package.module:object', 'torchvision:NAME' or 'timm:NAME'"
 
@@ -240,7 +244,7 @@ def _from_file(path: Path, weights: Path | None, allow_pickle: bool) -> _Draft:
         )
     loaded = read_model_file(path, allow_pickle=allow_pickle)
     if not isinstance(loaded, nn.Module):
-        raise ModelLoadError(
+        raise WeightsOnlyError(
             f"{str(path)!r} holds only weights (a state dict); pass "
             "factory='package.module:callable' that builds the model"
         )
@@ -272,7 +276,6 @@ def _builtin(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
 
 
 def _fashion_cnn(weights: Path | None, allow_pickle: bool) -> _Draft:
-    from ..data.fashion_mnist import FASHION_MNIST_CLASSES
     from .fashion_cnn import FashionCNN, packaged_weights
 
     state_dict = read_state_dict(
@@ -444,7 +447,13 @@ def _resolve_labels(
         path = Path(labels)
         if not path.is_file():
             raise ModelLoadError(f"no such labels file: {str(path)!r}")
-        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: drop a BOM
+        except UnicodeDecodeError as err:
+            raise ModelLoadError(
+                f"labels file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+                f"{err.start}); save it as UTF-8, one class name per line"
+            ) from err
         while lines and not lines[-1].strip():
             lines.pop()
         names = tuple(line.strip() for line in lines)

@@ -1,4 +1,11 @@
-"""Reports: HTML pages built from result objects."""
+"""Reports: what a run leaves on disk.
+
+:mod:`~seethrough.report.serialize` writes any result as JSON (``to_jsonable``),
+:mod:`~seethrough.report.output` holds the output folder (``OutputFolder``: checked before
+any work, one run at a time, never half-written) and :mod:`~seethrough.report.html` builds
+the ``index.html`` page. Import them from their modules: this package does not import
+them all (the serialiser imports every analysis package).
+"""
 
 from .html import ImageSection, render_index
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-__all__ = ["ImageSection", "render_index"]
+__all__ = ["RELOAD_SECONDS", "ImageSection", "render_index"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
@@ -16,7 +16,11 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;paddin
 text-align:left;font-size:.9em} th{background:#f3f3f3}
 img{max-width:100%;border:1px solid #ddd} .note{color:#555;font-size:.9em}
 code{background:#f3f3f3;padding:0 .2em}
+.status{background:#fff4d6;border:1px solid #e0c060;padding:.5em .8em}
 """
+
+RELOAD_SECONDS = 15
+"""How often a partial report's page reloads itself."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,20 @@ def render_index(
     sections: Sequence[ImageSection],
     run_info: Mapping[str, object],
     method_info: Sequence[tuple[str, str]],
+    status: str | None = None,
 ) -> str:
-    """The page: run settings, then per image its predictions, targets and figure."""
+    """The page: run settings, then per image its predictions, targets and figure.
+
+    ``status``, when given, says the report is partial (shown at the top); the page then
+    reloads itself every :data:`RELOAD_SECONDS` seconds, to show the next step's results.
+    """
+    reload = f'<meta http-equiv="refresh" content="{RELOAD_SECONDS}">' if status else ""
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{reload}',
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        *([f"<p class='status'>{_e(status)}</p>"] if status else []),
         _table(["setting", "value"], list(run_info.items())),
         "<p class='note'>Each heatmap has its own colour bar, in the method's raw units; "
         "its range is a high percentile of the map's absolute values, and larger values are "

@@ -7,6 +7,7 @@ Importing this package registers the control explainers ``edge_detector`` and
 ``random_noise`` (:mod:`seethrough.trust.controls`).
 """
 
+from ..core.reinit import INITS
 from .controls import EdgeDetector, RandomNoise, sobel_edges
 from .localisation import (
     energy_pointing_game,
@@ -15,7 +16,6 @@ from .localisation import (
     relevance_rank_accuracy,
 )
 from .mprt import EfficientMprtResult, SmoothMprtResult, efficient_mprt, smooth_mprt
-from .randomize import INITS, randomize_step
 from .roar import RoarComparison, RoarResult, roar
 from .sanity import (
     METRICS,
@@ -58,7 +58,6 @@ __all__ = [
     "model_randomization",
     "pointing_game",
     "randomization_steps",
-    "randomize_step",
     "reduce_maps",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",

@@ -6,7 +6,9 @@ the image's edges may say nothing about the model. ``edge_detector`` is that con
 (edges: unchanged by any randomization, similarity 1) and trivially passing (noise:
 unrelated to everything, similarity ≈ 0 — each model draws its own noise) look like.
 Both still run one forward pass, to validate the target and report the explained class
-and score like every method.
+and score like every method. They register with ``kind = "control"``: ``explain`` runs
+them by name, but :func:`~seethrough.attribution.method_names` and ``--methods all`` list
+only real methods (``method_names(include_controls=True)`` lists them too).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attribution.base import Attribution, Method, Run, register
+from ..attribution import Attribution, Method, PassContext, register
 from ..core.targets import Target
 
 __all__ = ["EdgeDetector", "RandomNoise", "sobel_edges"]
@@ -43,11 +45,13 @@ class EdgeDetector(Method):
     """Control: the Sobel edge magnitude of the input, per channel (ignores the model)."""
 
     name = "edge_detector"
+    kind = "control"
     display = "magnitude"
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        scores, indices = run.scores(x, target)
-        return Attribution(sobel_edges(x), scores, indices)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        fixed, scores, predicted = ctx.resolve(x, target)
+        indices = fixed.indices_or_unknown(len(x), x.device)
+        return Attribution(sobel_edges(x), scores, indices, predicted)
 
 
 @register
@@ -62,13 +66,14 @@ class RandomNoise(Method):
     """
 
     name = "random_noise"
+    kind = "control"
 
-    def attribute_rows(self, run: Run, x: Tensor, target: Target) -> Attribution:
-        scores, indices = run.scores(x, target)
+    def attribute_rows(self, ctx: PassContext, x: Tensor, target: Target) -> Attribution:
+        fixed, scores, predicted = ctx.resolve(x, target)
         noise = torch.stack(
             [
-                torch.randn(x.shape[1:], generator=run.generator(i), device=x.device, dtype=x.dtype)
+                torch.randn(x.shape[1:], generator=ctx.generator(i), device=x.device, dtype=x.dtype)
                 for i in range(len(x))
             ]
         )
-        return Attribution(noise, scores, indices)
+        return Attribution(noise, scores, fixed.indices_or_unknown(len(x), x.device), predicted)

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attribution.base import explain
+from ..attribution import explain
 from ..attribution.explanation import Explanation
-from ..attribution.perturbation import BaselineLike, baseline_like
+from ..core.baselines import BaselineLike, check_baseline, make_baseline
 from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.passes import forward_logits
@@ -74,6 +74,8 @@ __all__ = [
 
 SCORES = ("probability", "logit")
 TIES = ("random", "raster")
+BASELINES = ("zeros", "blur", "mean")  # deletion and insertion
+REPLACEMENTS = ("uniform", *BASELINES)  # AOPC
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +205,7 @@ def _auc_curve(
     if not isinstance(steps, int) or steps < 1:
         raise InvalidOptionError(f"steps must be a positive integer, got {steps!r}")
     x = ex.inputs
-    base = baseline_like(x, baseline)
+    base = make_baseline(baseline, x, kinds=BASELINES)
     ranks = pixel_ranks(_maps(ex), absolute, ties=ties, seed=seed)
     pixels = ranks[0].numel()
     fractions = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
@@ -342,7 +344,7 @@ def aopc(
     *,
     patch: int = 8,
     regions: int = 50,
-    replacement: str = "uniform",
+    replacement: BaselineLike = "uniform",
     absolute: bool = False,
     score: str = "logit",
     ties: str = "random",
@@ -353,12 +355,14 @@ def aopc(
     ``x_k`` has the ``k`` most relevant ``patch``×``patch`` regions (non-overlapping
     grid, ranked by summed relevance) replaced — by uniform noise over the image's value
     range (Samek et al.'s choice; ``replacement="uniform"``) or by a baseline
-    (``"zeros"``, ``"blur"``, ``"mean"``). ``seed`` draws the noise and, with
+    (``"zeros"``, ``"blur"``, ``"mean"``, a number or a tensor; see
+    :func:`~seethrough.core.baselines.make_baseline`). ``seed`` draws the noise and, with
     ``ties="random"``, the order of regions of equal relevance (``"raster"``: grid order,
     as before); see the module docstring."""
     _check_explanation(explanation)
     _check_score(score)
     _check_ties(ties)
+    check_baseline(replacement, REPLACEMENTS, name="replacement")
     x = explanation.inputs
     n, _c, h, w = x.shape
     if h % patch or w % patch:
@@ -369,17 +373,8 @@ def aopc(
     ranks = rank_descending(cells, ties=ties, seed=seed)
     cell_rank = ranks.reshape(n, 1, h // patch, w // patch)
     pixel_rank = F.interpolate(cell_rank.float(), scale_factor=patch, mode="nearest").long()
-    if replacement == "uniform":
-        g = torch.Generator(device=x.device).manual_seed(seed)
-        low = x.flatten(1).amin(dim=1).reshape(n, 1, 1, 1)
-        high = x.flatten(1).amax(dim=1).reshape(n, 1, 1, 1)
-        fill = low + (high - low) * torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    elif replacement in ("zeros", "blur", "mean"):
-        fill = baseline_like(x, replacement)
-    else:
-        raise InvalidOptionError(
-            f"unknown replacement {replacement!r} (valid: uniform, zeros, blur, mean)"
-        )
+    noise = torch.Generator(device=x.device).manual_seed(seed)
+    fill = make_baseline(replacement, x, kinds=REPLACEMENTS, generator=noise)
     k = regions + 1
 
     def rows(start: int, stop: int) -> Tensor:
@@ -402,7 +397,7 @@ def aopc(
         {
             "patch": patch,
             "regions": regions,
-            "replacement": replacement,
+            "replacement": str(replacement),
             "absolute": absolute,
             "score": score,
             "ties": ties,

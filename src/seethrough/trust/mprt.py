@@ -19,7 +19,7 @@ flaws of MPRT (:func:`~seethrough.trust.sanity.model_randomization`) and a fix f
 
 Both randomize a deep copy of the model by our steps in *execution* order — bottom-up
 (input first, the paper's recommendation and Quantus's default for both) or top-down
-— with the same re-initialisation as MPRT (:func:`~seethrough.trust.randomize.randomize_step`;
+— with the same re-initialisation as MPRT (:func:`~seethrough.core.reinit.reinitialize`;
 step ``k`` from ``seed + 1 + k``). The user's model, inputs and global RNG are untouched.
 
 Maps (both tests): the method's map at input resolution (CAMs upsampled), summed over
@@ -53,7 +53,6 @@ noise and maps is tested in ``tests/test_trust_mprt.py``. Differences, named:
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -63,13 +62,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import Method, explain
+from ..attribution import Method, explain
 from ..core.budget import Budget
 from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
+from ..core.reinit import check_init
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import check_init, derived_seed, randomize_steps
+from .randomize import derived_seed, randomize_steps
 from .sanity import MODES, MethodLike, _check_methods
 from .similarity import _pearson_rows
 from .steps import RandomizationStep, randomization_steps
@@ -286,27 +286,6 @@ class SmoothMprtResult:
         Quantus's ``return_average_correlation`` mixes in (its ``"orig"`` key typo)."""
         return self.similarity.mean(dim=0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "order": self.order,
-            "mode": self.mode,
-            "steps": [s.name for s in self.steps],
-            "after": list(self.after),
-            "copies": self.copies,
-            "noise_level": self.noise_level,
-            "normalise": self.normalise,
-            "absolute": self.absolute,
-            "seed": self.seed,
-            "similarity": [[_clean(v) for v in row.tolist()] for row in self.similarity],
-            "self_check": [_clean(v) for v in self.self_check.tolist()],
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def _clean(v: float) -> float | None:
-    return None if math.isnan(v) else round(v, 6)
-
 
 def smooth_mprt(
     model: nn.Module | Any,
@@ -459,26 +438,6 @@ class EfficientMprtResult:
     def score_vs_model(self) -> Tensor:
         explanation = self.complexity_random / self.complexity_trained
         return explanation / (self.model_complexity_random / self.model_complexity_trained)
-
-    def to_dict(self) -> dict[str, Any]:
-        def listed(t: Tensor) -> list[float | None]:
-            return [_clean(v) for v in t.tolist()]
-
-        return {
-            "method": self.method,
-            "order": self.order,
-            "steps": [s.name for s in self.steps],
-            "bins": self.bins,
-            "normalise": self.normalise,
-            "absolute": self.absolute,
-            "seed": self.seed,
-            "score": listed(self.score),
-            "complexity_trained": listed(self.complexity_trained),
-            "complexity_random": listed(self.complexity_random),
-            "model_complexity_trained": listed(self.model_complexity_trained),
-            "model_complexity_random": listed(self.model_complexity_random),
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def _model_entropy(model: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:

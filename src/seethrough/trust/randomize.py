@@ -1,27 +1,21 @@
-"""Re-initialise the modules of a randomization step — on a copy, never the user's model.
+"""Randomize a model step by step — on a copy, never the user's model — and derive the
+seeds of a run's independent random streams.
 
-``init="default"`` calls each module's own ``reset_parameters()`` (PyTorch's
-initialisation for that layer type: Kaiming-uniform for conv and linear, ones and zeros
-for normalisation), drawing from a generator seeded per step; ``init="normal"`` draws
-every parameter from N(0, ``std``²) — the "stated distribution" alternative. Running
-statistics of normalisation layers are kept by default (as Adebayo et al. did); with
-``reset_running_stats=True`` they are reset to mean 0, variance 1.
+Each step's modules are re-initialised by :func:`~seethrough.core.reinit.reinitialize`
+(``init="default"``: the modules' own ``reset_parameters()``; ``init="normal"``:
+N(0, ``std``²); running statistics kept unless ``reset_running_stats``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import torch
 from torch import nn
 
-from ..errors import InvalidOptionError
+from ..core.reinit import reinitialize
 from .steps import RandomizationStep
 
-__all__ = ["INITS", "check_init", "derived_seed", "randomize_step", "randomize_steps"]
-
-INITS = ("default", "normal")
-_RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+__all__ = ["derived_seed", "randomize_steps"]
 
 
 def derived_seed(seed: int, *key: int) -> int:
@@ -39,58 +33,6 @@ def derived_seed(seed: int, *key: int) -> int:
     return int(word >> np.uint64(2))
 
 
-def check_init(init: str, std: float) -> None:
-    if init not in INITS:
-        raise InvalidOptionError(f"unknown init {init!r} (valid: {', '.join(INITS)})")
-    if not std > 0:
-        raise InvalidOptionError(f"std must be positive, got {std!r}")
-
-
-def randomize_step(
-    model: nn.Module,
-    step: RandomizationStep,
-    *,
-    seed: int,
-    init: str = "default",
-    std: float = 0.01,
-    reset_running_stats: bool = False,
-) -> None:
-    """Re-initialise ``step``'s modules of ``model`` in place (``model`` must be a copy).
-
-    The global RNG is forked, so the caller's random state is not consumed.
-    """
-    check_init(init, std)
-    modules = dict(model.named_modules())
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), torch.no_grad():
-        torch.manual_seed(seed)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        for name in step.modules:
-            module = modules[name]
-            kept = {
-                b: getattr(module, b).clone()
-                for b in _RUNNING
-                if isinstance(getattr(module, b, None), torch.Tensor)
-            }
-            if init == "normal":
-                for p in module.parameters(recurse=False):
-                    p.normal_(0.0, std, generator=generator)
-            else:
-                reset = getattr(module, "reset_parameters", None)
-                if not callable(reset):
-                    raise InvalidOptionError(
-                        f"module {name!r} ({type(module).__name__}) has parameters but no "
-                        "reset_parameters(); pass init='normal' to draw them from N(0, std²)"
-                    )
-                reset()
-            if reset_running_stats and callable(getattr(module, "reset_running_stats", None)):
-                module.reset_running_stats()
-            elif not reset_running_stats:
-                for b, value in kept.items():
-                    getattr(module, b).copy_(value)
-
-
 def randomize_steps(
     work: nn.Module,
     steps: Sequence[RandomizationStep],
@@ -106,16 +48,12 @@ def randomize_steps(
     ``mode="independent"`` restores the trained weights before each — yielding each
     step's index after it (only the last one's unless ``every_step``)."""
     trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    reset = reset_running_stats
     for k, step in enumerate(steps):
         if mode == "independent":
             work.load_state_dict(trained)
-        randomize_step(
-            work,
-            step,
-            seed=seed + 1 + k,
-            init=init,
-            std=std,
-            reset_running_stats=reset_running_stats,
+        reinitialize(
+            work, step.modules, seed=seed + 1 + k, init=init, std=std, reset_running_stats=reset
         )
         if every_step or k == len(steps) - 1:
             yield k

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import Method, explain, make_method
-from ..attribution.explanation import versions
+from ..attribution import Method, explain, make_method
 from ..core.guard import guarded, model_device
 from ..core.stats import Interval, holm, mean_ci, paired_test
+from ..core.versions import library_versions
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.training import train_classifier
 
@@ -86,18 +86,6 @@ class RoarComparison:
     per_seed: tuple[float, ...]
     verdict: Literal["better", "worse", "indistinguishable"]
     seeds_agree: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "fraction": self.fraction,
-            "difference": self.difference.to_dict(),
-            "p_value": self.p_value,
-            "p_holm": self.p_holm,
-            "per_seed": list(self.per_seed),
-            "verdict": self.verdict,
-            "seeds_agree": self.seeds_agree,
-        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,42 +209,6 @@ class RoarResult:
             ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
-
-    def to_dict(
-        self, resamples: int = 10_000, comparisons: Sequence[RoarComparison] | None = None
-    ) -> dict[str, Any]:
-        """Everything as plain JSON types: accuracies per seed, intervals, comparisons
-        (``comparisons``: the output of :meth:`compare`, to reuse; computed otherwise)."""
-        if comparisons is None:
-            comparisons = self.compare(resamples=resamples)
-        acc = self.accuracy
-        reference = self.reference_accuracy
-        ref_interval = self.reference_interval(resamples=resamples)
-        unretrained = None
-        if self.unretrained_correct is not None:
-            unretrained = self.unretrained_correct.double().mean(dim=-1).tolist()
-        return {
-            "reference": "Hooker et al. (2019), A Benchmark for Interpretability Methods "
-            "in Deep Neural Networks, NeurIPS",
-            "methods": list(self.methods),
-            "fractions": list(self.fractions),
-            "removed": list(self.removed),
-            "seeds": list(self.seeds),
-            "n_test": int(self.correct.shape[-1]),
-            "accuracy": acc.tolist(),
-            "intervals": {
-                m: [self.interval(m, f, resamples=resamples).to_dict() for f in self.fractions]
-                for m in self.methods
-            },
-            "reference_accuracy": None if reference is None else reference.tolist(),
-            "reference_interval": None if ref_interval is None else ref_interval.to_dict(),
-            "unretrained_accuracy": unretrained,
-            "comparisons": [c.to_dict() for c in comparisons],
-            "settings": dict(self.settings),
-            "attribution_seconds": dict(self.attribution_seconds),
-            "seconds": self.seconds,
-            "versions": dict(self.versions),
-        }
 
 
 def _verdict(
@@ -667,7 +619,7 @@ def roar(
         settings=MappingProxyType(settings),
         attribution_seconds=MappingProxyType(seconds),
         seconds=time.perf_counter() - started,
-        versions=versions(),
+        versions=library_versions(),
     )
 
 

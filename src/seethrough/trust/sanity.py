@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +30,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attribution.base import Method, explain, make_method
+from ..attribution import Method, explain, make_method
 from ..attribution.explanation import Explanation
 from ..core.budget import Budget
 from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
+from ..core.reinit import check_init
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import check_init, derived_seed, randomize_steps
+from .randomize import derived_seed, randomize_steps
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
 
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 MODES = ("cascading", "independent")
+"""``"cascading"`` (from the logits down, accumulating) or ``"independent"`` (one step at a
+time)."""
 METRICS = ("spearman_abs", "spearman", "ssim", "hog")
 """Similarity measures, each higher = more similar (1 = same map); see ``similarity``
 (``hog`` is the Pearson correlation of HOG descriptors, as the paper)."""
@@ -145,47 +147,6 @@ class RandomizationResult:
             if s.method == method:
                 return s
         raise InvalidOptionError(f"no method {method!r} in this result ({', '.join(self.methods)})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as plain JSON-ready values (NaN → None)."""
-
-        def clean(v: float) -> float | None:
-            return None if math.isnan(v) else round(v, 6)
-
-        return {
-            "mode": self.mode,
-            "granularity": self.granularity,
-            "steps": [{"name": s.name, "modules": list(s.modules)} for s in self.steps],
-            "follow_prediction": self.follow_prediction,
-            "init": self.init,
-            "std": self.std,
-            "reset_running_stats": self.reset_running_stats,
-            "seed": self.seed,
-            "self_check_seed": self.self_check_seed,
-            "step_seeds": list(self.step_seeds),
-            "seconds": round(self.seconds, 3),
-            "predictions": self.predictions.tolist(),
-            "explained": self.explained.tolist(),
-            "methods": {
-                s.method: {
-                    "self_check": {k: clean(v) for k, v in s.self_check.items()},
-                    "self_check_per_image": {
-                        k: [clean(float(v)) for v in values]
-                        for k, values in s.self_check_values.items()
-                    },
-                    "constant_maps": s.constant.sum(dim=1).tolist(),
-                    **{
-                        m: {
-                            "mean": [clean(float(v)) for v in s.mean(m)],
-                            "std": [clean(float(v)) for v in s.std(m)],
-                            "per_image": [[clean(float(v)) for v in row] for row in s.values(m)],
-                        }
-                        for m in METRICS
-                    },
-                }
-                for s in self.similarities
-            },
-        }
 
 
 def _input_maps(ex: Explanation) -> Tensor:

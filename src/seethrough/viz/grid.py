@@ -7,7 +7,6 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
@@ -17,11 +16,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..attribution.explanation import Explanation
 from ..errors import InvalidOptionError
 from .heatmap import DIVERGING, SEQUENTIAL, display_images, heat_values, scale_for_display
-
-if TYPE_CHECKING:
-    from ..attribution.explanation import Explanation
 
 __all__ = ["plot", "save_figure"]
 
@@ -85,7 +82,7 @@ def _panel(
 
 
 def plot(
-    explanations: Sequence[Explanation],
+    explanations: Explanation | Sequence[Explanation],
     *,
     rows: Sequence[int] | None = None,
     percentile: float = 99.5,
@@ -102,8 +99,8 @@ def plot(
 
     Parameters
     ----------
-    explanations : sequence of Explanation
-        Explanations of the same inputs and targets (e.g. one per method).
+    explanations : Explanation or sequence of Explanation
+        One explanation, or several of the same inputs and targets (e.g. one per method).
     rows : sequence of int, optional
         Which rows to show (default all).
     percentile : float
@@ -120,6 +117,8 @@ def plot(
     matplotlib.figure.Figure
         Not attached to pyplot; save it with :func:`save_figure`.
     """
+    if isinstance(explanations, Explanation):
+        explanations = [explanations]
     _check_same_rows(explanations)
     if not 0 <= context < 1:
         raise InvalidOptionError(f"context must be in [0, 1), got {context!r}")

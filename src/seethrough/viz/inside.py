@@ -2,7 +2,8 @@
 activation-maximization images, DeepDream and feature inversions.
 
 The results hold raw numbers; every display choice is made here and said on the figure:
-filters are scaled symmetrically per filter (grey/white = 0), feature maps share one colour
+filters share one symmetric scale per grid (grey/white = 0, so a weak filter looks weak and a
+dead one — all weights 0 — is neutral and marked "dead"), feature maps share one colour
 scale per channel across the images shown (diverging around 0 when the channel has negative
 values), and crops are cut from the whole image as displayed (so their brightness is that
 of the image, not stretched per crop).
@@ -86,10 +87,31 @@ def _pick(chosen: Sequence[int] | None, available: int, limit: int, what: str) -
     return picked
 
 
-def _symmetric(weights: Tensor) -> Tensor:
-    """Scale each filter (first dimension) by its own max |w| into [-1, 1]."""
-    scale = weights.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
-    return weights / scale.view(-1, *([1] * (weights.dim() - 1)))
+def _symmetric(weights: Tensor) -> tuple[Tensor, float]:
+    """Scale a grid of filters by one number, the largest |w| among them, into [-1, 1].
+
+    One scale per grid, not per filter: a per-filter scale stretches a filter of tiny
+    weights to full contrast, so weak and dead filters look as alive as the strongest.
+    Returns the scaled weights and the scale (0 when every weight is 0).
+    """
+    scale = float(weights.abs().max()) if weights.numel() else 0.0
+    return (weights / scale if scale > 0 else weights.clone()), scale
+
+
+def _dead(weights: Tensor) -> list[bool]:
+    """Per filter (first dimension): are all its weights exactly 0?"""
+    return (weights.flatten(1) == 0).all(dim=1).tolist()
+
+
+def _mark_dead(ax: Axes) -> None:
+    """Frame a dead filter's tile in red (its title says "dead")."""
+    for spine in ax.spines.values():
+        spine.set_edgecolor("red")
+        spine.set_linewidth(1.5)
+
+
+def _scale_note(scale: float) -> str:
+    return f"one scale for the grid: |w| = {scale:.3g} is full colour; dead = all weights 0"
 
 
 def _diverging(values: np.ndarray) -> np.ndarray:
@@ -127,13 +149,14 @@ def plot_filters(
     f : Filters
         From :func:`seethrough.inside.filters`.
     mode : {"auto", "rgb", "kernels", "channels", "norms"}
-        ``"rgb"``: one colour tile per filter (3 input channels, e.g. a first layer), each
-        filter scaled by its own max |w| so 0 is mid-grey; ``"kernels"``: one tile per
-        filter of one input channel each (depthwise or grey-scale first layers), diverging
-        colours, white = 0; ``"channels"``: rows of filters, columns of input channels,
-        each row scaled by its filter's max |w|; ``"norms"``: the L2 norm of every
-        (filter, input channel) kernel as one heatmap. ``"auto"``: rgb for 3 channels per
-        filter, kernels for 1, norms otherwise.
+        ``"rgb"``: one colour tile per filter (3 input channels, e.g. a first layer), 0 is
+        mid-grey; ``"kernels"``: one tile per filter of one input channel each (depthwise
+        or grey-scale first layers), diverging colours, white = 0; ``"channels"``: rows of
+        filters, columns of input channels; ``"norms"``: the L2 norm of every (filter,
+        input channel) kernel as one heatmap. ``"auto"``: rgb for 3 channels per filter,
+        kernels for 1, norms otherwise. The tiles of one figure share one symmetric scale
+        (the largest |w| among the filters shown), so a weak filter looks weak; a dead
+        filter (all weights 0) is neutral, titled "dead" and framed in red.
     filters : sequence of int, optional
         Which filters (default: the first ``limit``; for ``"channels"`` the first 8).
     in_channels : sequence of int, optional
@@ -158,24 +181,33 @@ def plot_filters(
         return _plot_norms(f, title)
     default = 8 if chosen_mode == "channels" else limit
     picked = _pick(filters, f.out_channels, default, "filter")
-    w = _symmetric(f.weights[picked].double())
+    weights = f.weights[picked].double()
+    dead = _dead(weights)
+    w, scale = _symmetric(weights)
     if chosen_mode == "channels":
-        return _plot_channels(f, w, picked, in_channels, title)
+        return _plot_channels(f, w, picked, dead, in_channels, f"{title}\n{_scale_note(scale)}")
     count = len(picked)
     figure = _figure(math.ceil(count / min(columns, count)), min(columns, count))
-    for ax, o, tile in zip(_tiles(figure, count, columns), picked, w):
+    for ax, o, tile, is_dead in zip(_tiles(figure, count, columns), picked, w, dead):
         if chosen_mode == "rgb":
             ax.imshow((0.5 + 0.5 * tile).permute(1, 2, 0).clamp(0, 1).numpy())
         else:
             ax.imshow(_diverging(tile[0].numpy()))
-        ax.set_title(str(o), fontsize=_FONT)
+        ax.set_title(f"{o} dead" if is_dead else str(o), fontsize=_FONT)
+        if is_dead:
+            _mark_dead(ax)
     how = "RGB, mid-grey = 0" if chosen_mode == "rgb" else "red > 0 > blue"
-    figure.suptitle(f"{title}\neach filter scaled by its max |w|; {how}", fontsize=_FONT + 1)
+    figure.suptitle(f"{title}\n{_scale_note(scale)}; {how}", fontsize=_FONT + 1)
     return figure
 
 
 def _plot_channels(
-    f: Filters, w: Tensor, picked: list[int], in_channels: Sequence[int] | None, title: str
+    f: Filters,
+    w: Tensor,
+    picked: list[int],
+    dead: list[bool],
+    in_channels: Sequence[int] | None,
+    title: str,
 ) -> Figure:
     inputs = _pick(in_channels, w.shape[1], 16, "input channel")
     figure = _figure(len(picked), len(inputs))
@@ -190,11 +222,11 @@ def _plot_channels(
             if r == 0:
                 ax.set_title(f"in {first + i}", fontsize=_FONT)
             if c == 0:
-                ax.set_ylabel(f"filter {o}", fontsize=_FONT)
+                ax.set_ylabel(f"filter {o} dead" if dead[r] else f"filter {o}", fontsize=_FONT)
+            if dead[r]:
+                _mark_dead(ax)
     figure.suptitle(
-        f"{title}\nrows: filters, columns: input channels; each row scaled by its filter's "
-        "max |w|; red > 0 > blue",
-        fontsize=_FONT + 1,
+        f"{title}\nrows: filters, columns: input channels; red > 0 > blue", fontsize=_FONT + 1
     )
     return figure
 

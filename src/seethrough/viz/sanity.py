@@ -57,24 +57,33 @@ def plot_randomization_grid(result: RandomizationResult, image: int = 0) -> Figu
 
 def plot_similarity_curves(result: RandomizationResult, metric: str = "spearman_abs") -> Figure:
     """Mean similarity to the trained model's map after each step, one line per method,
-    with a band of ± one standard deviation over images."""
+    with a band of ± one standard deviation over images.
+
+    The y-axis spans at least [-0.1, 1.05] (``[-0.5, 1.05]`` for signed Spearman) and
+    always the whole of every curve and band, so no value is clipped."""
     if metric not in METRIC_LABELS:
         raise InvalidOptionError(f"unknown metric {metric!r} (valid: {', '.join(METRIC_LABELS)})")
     figure = Figure(figsize=(max(5.0, 0.55 * len(result.steps) + 2.5), 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.subplots()
     x = np.arange(len(result.steps) + 1)
+    low, high = (-0.5 if metric == "spearman" else -0.1), 1.05
     for s in result.similarities:
         mean = np.concatenate([[1.0], s.mean(metric).numpy()])
-        std = np.concatenate([[0.0], s.std(metric).numpy()])
+        std = np.nan_to_num(np.concatenate([[0.0], s.std(metric).numpy()]))  # NaN for 1 image
         ax.plot(x, mean, marker="o", markersize=3, label=s.method)
         ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        shown = np.concatenate([mean - std, mean + std])
+        shown = shown[np.isfinite(shown)]
+        if shown.size:
+            low, high = min(low, float(shown.min()) - 0.05), max(high, float(shown.max()) + 0.05)
     ax.set_xticks(
         x, ["trained", *(st.name for st in result.steps)], rotation=45, ha="right", fontsize=7
     )
     ax.set_ylabel(METRIC_LABELS[metric], fontsize=8)
     ax.axhline(0.0, color="grey", linewidth=0.5)
-    ax.set_ylim(-0.5 if metric == "spearman" else -0.1, 1.05)
+    ax.set_ylim(low, high)
     ax.legend(fontsize=7, ncols=2)
-    ax.set_title(f"{result.mode} randomization ({len(result.original_maps[0])} images)", fontsize=9)
+    n = len(result.original_maps[0])
+    ax.set_title(f"{result.mode} randomization ({n} image{'' if n == 1 else 's'})", fontsize=9)
     return figure

@@ -8,25 +8,21 @@ from typing import Any
 
 import click
 
-from .cli import _Bars, _load, _model_options, batch_option, cli, output_options, seed_option
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
+from ._shared import (
+    ModelChoice,
+    batch_option,
+    check_output,
+    load_net,
+    model_options,
+    output_options,
+    progress_bars,
+    seed_option,
+)
 
 __all__ = ["anatomy_command"]
 
 FASHION = "fashion-mnist"
-
-
-def _options(func: Any) -> Any:
-    model = click.option(
-        "--model",
-        "model_spec",
-        default="fashion-cnn",
-        show_default=True,
-        help="As for 'explain'; default: the project's Fashion-MNIST CNN.",
-    )
-    for option in reversed([model, *_model_options[1:]]):
-        func = option(func)
-    return func
 
 
 def _concepts(values: tuple[str, ...]) -> dict[str, str]:
@@ -44,14 +40,14 @@ def _concepts(values: tuple[str, ...]) -> dict[str, str]:
 def _class_index(text: str | None, labels: Any) -> int | None:
     if text is None:
         return None
-    from .core.targets import parse_target
+    from ..core.targets import parse_target
 
     target = parse_target(text if not text.isdigit() else int(text), 1, labels)
     assert target.indices is not None
     return int(target.indices[0])
 
 
-@cli.command("anatomy")
+@click.command("anatomy")
 @click.option(
     "--data",
     default=FASHION,
@@ -104,7 +100,7 @@ def _class_index(text: str | None, labels: Any) -> int | None:
 @seed_option
 @batch_option
 @output_options("seethrough-anatomy")
-@_options
+@model_options("fashion-cnn", "As for 'explain'; default: the project's Fashion-MNIST CNN.")
 def anatomy_command(
     *,
     data: str,
@@ -123,28 +119,24 @@ def anatomy_command(
     out: str,
     force: bool,
     quiet: bool,
-    **model: Any,
+    model: ModelChoice,
 ) -> None:
     """What each module does: ablation (whole and per channel, per class), gradient
     sensitivity, linear probes against raw-pixel and random-network baselines, and TCAV
     for given concepts. Writes anatomy.json, anatomy.png and a card per module."""
-    from .core.layers import find_layer
-    from .jobs.anatomy import LabelledData, labelled_folder, run_anatomy
-    from .jobs.output import OutputFolder
+    from ..jobs.anatomy import LabelledData, labelled_folder, run_anatomy
 
     named = _concepts(concepts)
-    OutputFolder(out, force)
+    check_output(out, force)
     if data != FASHION and not Path(data).is_dir():
         raise InvalidOptionError(
             f"--data {data!r}: not '{FASHION}' and not a folder of class subfolders"
         )
-    net = _load(model.pop("model_spec"), **model)
     wanted = [m.strip() for m in modules.split(",")] if modules else None
-    for name in [*(wanted or []), *([concept_layer] if concept_layer else [])]:
-        find_layer(net.module, name)
+    net = load_net(model, [*(wanted or []), *([concept_layer] if concept_layer else [])])
     index = _class_index(concept_class, net.labels)
     if data == FASHION:
-        from .data.fashion_mnist import load_fashion_mnist
+        from ..data.fashion_mnist import load_fashion_mnist
 
         test = load_fashion_mnist("test")
         device = next((p.device for p in net.module.parameters()), None)
@@ -152,8 +144,7 @@ def anatomy_command(
     else:
         source = labelled_folder(net, data)
         source = LabelledData(source.inputs[:limit], source.labels[:limit], source.source)
-    bars = _Bars(enabled=not quiet)
-    try:
+    with progress_bars(not quiet) as progress:
         done = run_anatomy(
             net,
             source,
@@ -170,10 +161,8 @@ def anatomy_command(
             seed=seed,
             batch_size=batch_size,
             force=force,
-            progress=bars,
+            progress=progress,
         )
-    finally:
-        bars.close()
     if not quiet:
         for card in done.result.cards:
             probe = f", probe {card.probe.test_accuracy:.3f}" if card.probe else ""

@@ -10,38 +10,36 @@ all; bad input is one line on stderr and exit code 2 (see :mod:`seethrough.cli`)
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .errors import InvalidOptionError
-
-
-# Defined before the import of .cli below: cli.py adds this group at its end, so importing
-# this module first (which imports cli.py) must already find it.
-@click.group("features", context_settings={"help_option_names": ["-h", "--help"]})
-def features() -> None:
-    """Look inside the network: filters, feature maps, feature visualization, DeepDream,
-    feature inversion and top-activating examples (PNG figures and JSON)."""
-
-
-from .cli import (  # noqa: E402
-    _Bars,
-    _check_model_options,
-    _device,
-    _load,
+from ..errors import InvalidOptionError
+from ._shared import (
+    ModelChoice,
     batch_option,
+    check_output,
     layer_option,
+    load_inputs,
+    load_net,
     model_options,
     output_options,
+    progress_bars,
     recursive_option,
     seed_option,
 )
 
 __all__ = ["FASHION_CNN", "features"]
+
+
+@click.group("features", context_settings={"help_option_names": ["-h", "--help"]})
+def features() -> None:
+    """Look inside the network: filters, feature maps, feature visualization, DeepDream,
+    feature inversion and top-activating examples (PNG figures and JSON)."""
+
 
 FASHION_CNN = "fashion-cnn"
 _RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
@@ -64,36 +62,6 @@ def _channel_list(text: str, option: str) -> list[int]:
     return found
 
 
-def _net(model: dict[str, Any]) -> Any:
-    """Load the model the options describe."""
-    return _load(model["model_spec"], **{k: v for k, v in model.items() if k != "model_spec"})
-
-
-def _check_cheap(model: dict[str, Any], out: str, force: bool) -> None:
-    """What can be checked before any image or model is loaded."""
-    from .jobs.output import OutputFolder
-
-    _device(model["device"])
-    _check_model_options(model["model_spec"], model["weights"], model["factory"])
-    OutputFolder(out, force)
-
-
-def _images_and_net(
-    images: Sequence[str], recursive: bool, layers: Sequence[str], model: dict[str, Any]
-) -> tuple[Any, Any]:
-    """Load the images (default: the bundled photos) and the model; check the layers."""
-    from .core.layers import find_layer
-    from .data import DEFAULT_SAMPLES, load_images
-
-    loaded = load_images(
-        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
-    )
-    net = _net(model)
-    for name in layers:
-        find_layer(net.module, name)
-    return loaded, net
-
-
 def _layers(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -106,16 +74,8 @@ def _given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _run(quiet: bool, job: Callable[[_Bars], Any]) -> Any:
-    bars = _Bars(enabled=not quiet)
-    try:
-        return job(bars)
-    finally:
-        bars.close()
-
-
 @features.command("filters")
-@model_options
+@model_options()
 @layer_option
 @click.option(
     "--mode",
@@ -127,21 +87,30 @@ def _run(quiet: bool, job: Callable[[_Bars], Any]) -> Any:
 )
 @click.option("--filters", "chosen", default=None, help="Filters to show, e.g. 0-7,12.")
 @output_options("seethrough-filters")
-def filters_command(*, layer: str, mode: str, chosen: str | None, **rest: Any) -> None:
+def filters_command(
+    *,
+    model: ModelChoice,
+    layer: str,
+    mode: str,
+    chosen: str | None,
+    out: str,
+    force: bool,
+    quiet: bool,
+) -> None:
     """The weights of a conv layer as an image grid → filters.png, filters.json."""
-    from .jobs.features import run_filters
+    from ..jobs.features import run_filters
 
-    out, force, _ = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
     picked = _channel_list(chosen, "--filters") if chosen is not None else None
-    _check_cheap(rest, out, force)
-    net = _net(rest)
+    model.check()
+    check_output(out, force)
+    net = load_net(model)
     done = run_filters(net, layer, Path(out), mode=mode, chosen=picked, force=force)
     click.echo(f"wrote {len(done.files)} files to {done.out}")
 
 
 @features.command("maps")
 @click.argument("images", nargs=-1)
-@model_options
+@model_options()
 @layer_option
 @click.option(
     "--channels",
@@ -169,20 +138,23 @@ def maps_command(
     order: str,
     batch_size: int | None,
     recursive: bool,
-    **rest: Any,
+    model: ModelChoice,
+    out: str,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """Feature maps of IMAGES (default: bundled photos) at a layer → maps-NNN.png,
     maps.json."""
-    from .jobs.features import run_maps
+    from ..jobs.features import run_maps
 
-    out, force, _ = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
     wanted: Any = {"all": None, "top": "top"}.get(channels.strip(), "list")
     if wanted == "list":
         wanted = _channel_list(channels, "--channels")
     if wanted == "top" and order == "index":
         raise InvalidOptionError("--channels top ranks by --order mean or max, not index")
-    _check_cheap(rest, out, force)
-    loaded, net = _images_and_net(images, recursive, [layer], rest)
+    model.check()
+    check_output(out, force)
+    loaded, net = load_inputs(images, model, recursive=recursive, layers=[layer])
     done = run_maps(
         net,
         loaded,
@@ -198,7 +170,7 @@ def maps_command(
 
 
 @features.command("maximize")
-@model_options
+@model_options()
 @click.option("--layer", default=None, help="Layer whose --channels to visualize.")
 @click.option("--channels", default="0-7", show_default=True, help="With --layer, e.g. 0-7,12.")
 @click.option(
@@ -245,14 +217,15 @@ def maximize_command(
     seeds: int,
     seed: int,
     batch_size: int | None,
-    **rest: Any,
+    model: ModelChoice,
+    out: str,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """Activation maximization: images that excite channels → maximize.png,
     maximize-traces.png, maximize.json."""
-    from .core.layers import find_layer
-    from .jobs.features import run_maximize
+    from ..jobs.features import run_maximize
 
-    out, force, quiet = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
     wanted = list(objectives)
     if layer is not None:
         wanted += [f"{layer}:{c}" for c in _channel_list(channels, "--channels")]
@@ -262,11 +235,10 @@ def maximize_command(
         )
     if seeds == 1:
         raise InvalidOptionError("--stability needs at least 2 seeds")
-    _check_cheap(rest, out, force)
-    net = _net(rest)
-    for objective in wanted:
-        find_layer(net.module, objective.rpartition(":")[0].strip() or objective)
-    if input_size is None and rest["model_spec"] == FASHION_CNN:
+    model.check()
+    check_output(out, force)
+    net = load_net(model, [o.rpartition(":")[0].strip() or o for o in wanted])
+    if input_size is None and model.spec == FASHION_CNN:
         input_size = net.preprocess.size  # its linear head takes 28 × 28 inputs only
     options = _given(
         steps=steps,
@@ -276,9 +248,8 @@ def maximize_command(
         lr=lr,
         batch_size=batch_size,
     )
-    done = _run(
-        quiet,
-        lambda bars: run_maximize(
+    with progress_bars(not quiet) as progress:
+        done = run_maximize(
             net,
             wanted,
             Path(out),
@@ -286,15 +257,14 @@ def maximize_command(
             seed=seed,
             options=options,
             force=force,
-            progress=bars,
-        ),
-    )
+            progress=progress,
+        )
     click.echo(f"wrote {len(done.files)} files to {done.out}")
 
 
 @features.command("dream")
 @click.argument("images", nargs=-1)
-@model_options
+@model_options()
 @layer_option
 @click.option("--channel", default=None, type=click.IntRange(min=0), help="Only this channel.")
 @click.option("--octaves", default=None, type=click.IntRange(min=1), help="Pyramid levels.")
@@ -319,16 +289,19 @@ def dream_command(
     seed: int,
     batch_size: int | None,
     recursive: bool,
-    **rest: Any,
+    model: ModelChoice,
+    out: str,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """DeepDream: amplify what a layer sees in IMAGES → dream-NNN-NAME.png, dream.png,
     dream.json."""
-    from .inside.objectives import channel as channel_objective
-    from .jobs.features import run_dream
+    from ..inside.objectives import channel as channel_objective
+    from ..jobs.features import run_dream
 
-    out, force, quiet = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
-    _check_cheap(rest, out, force)
-    loaded, net = _images_and_net(images, recursive, [layer], rest)
+    model.check()
+    check_output(out, force)
+    loaded, net = load_inputs(images, model, recursive=recursive, layers=[layer])
     objective: Any = layer if channel is None else channel_objective(layer, channel)
     options = _given(
         octaves=octaves,
@@ -338,9 +311,8 @@ def dream_command(
         jitter=jitter,
         batch_size=batch_size,
     )
-    done = _run(
-        quiet,
-        lambda bars: run_dream(
+    with progress_bars(not quiet) as progress:
+        done = run_dream(
             net,
             loaded,
             objective,
@@ -348,15 +320,14 @@ def dream_command(
             seed=seed,
             options=options,
             force=force,
-            progress=bars,
-        ),
-    )
+            progress=progress,
+        )
     click.echo(f"wrote {len(done.files)} files to {done.out}")
 
 
 @features.command("invert")
 @click.argument("images", nargs=-1)
-@model_options
+@model_options()
 @click.option("--layer", required=True, help="Layer(s) to invert from, separated by commas.")
 @click.option("--steps", default=None, type=click.IntRange(min=1), help="Optimizer steps.")
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="Adam lr.")
@@ -375,20 +346,22 @@ def invert_command(
     seed: int,
     batch_size: int | None,
     recursive: bool,
-    **rest: Any,
+    model: ModelChoice,
+    out: str,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """Feature inversion: reconstruct IMAGES from a layer's activations → inversion.png,
     inversion.json."""
-    from .jobs.features import run_invert
+    from ..jobs.features import run_invert
 
-    out, force, quiet = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
     layers = _layers(layer)
-    _check_cheap(rest, out, force)
-    loaded, net = _images_and_net(images, recursive, layers, rest)
+    model.check()
+    check_output(out, force)
+    loaded, net = load_inputs(images, model, recursive=recursive, layers=layers)
     options = _given(steps=steps, lr=lr, tv_weight=tv_weight, batch_size=batch_size)
-    done = _run(
-        quiet,
-        lambda bars: run_invert(
+    with progress_bars(not quiet) as progress:
+        done = run_invert(
             net,
             loaded,
             layers,
@@ -396,15 +369,14 @@ def invert_command(
             seed=seed,
             options=options,
             force=force,
-            progress=bars,
-        ),
-    )
+            progress=progress,
+        )
     click.echo(f"wrote {len(done.files)} files to {done.out}")
 
 
 @features.command("top-examples")
 @click.argument("images", nargs=-1)
-@model_options
+@model_options()
 @layer_option
 @click.option(
     "--dataset",
@@ -433,14 +405,16 @@ def top_examples_command(
     k: int,
     batch_size: int | None,
     recursive: bool,
-    **rest: Any,
+    model: ModelChoice,
+    out: str,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """The images that excite each channel most, cropped to the strongest unit's receptive
     field, over IMAGES (files or folders) or --dataset → top-examples-NNN.png,
     top-examples.json."""
-    from .jobs.features import run_top_examples
+    from ..jobs.features import run_top_examples
 
-    out, force, quiet = rest.pop("out"), rest.pop("force"), rest.pop("quiet")
     if bool(images) == bool(dataset):
         raise InvalidOptionError(
             "give image files or folders, or --dataset fashion-mnist (not both, not neither)"
@@ -450,23 +424,21 @@ def top_examples_command(
     picked = None if channels.strip() == "all" else _channel_list(channels, "--channels")
     model_given = ctx.get_parameter_source("model_spec") == click.core.ParameterSource.COMMANDLINE
     if dataset is not None and not model_given:
-        rest["model_spec"] = FASHION_CNN
-    _check_cheap(rest, out, force)
+        model = dataclasses.replace(model, spec=FASHION_CNN)
+    model.check()
+    check_output(out, force)
     if dataset is not None:
-        from .core.layers import find_layer
-        from .data.fashion_mnist import load_fashion_mnist
+        from ..data.fashion_mnist import load_fashion_mnist
 
         data = load_fashion_mnist("test")
         if limit is not None:
             data = type(data)(data.images[:limit], data.labels[:limit], data.split, data.root)
-        net = _net(rest)
-        find_layer(net.module, layer)
+        net = load_net(model, [layer])
         source: Any = data
     else:
-        source, net = _images_and_net(images, recursive, [layer], rest)
-    done = _run(
-        quiet,
-        lambda bars: run_top_examples(
+        source, net = load_inputs(images, model, recursive=recursive, layers=[layer])
+    with progress_bars(not quiet) as progress:
+        done = run_top_examples(
             net,
             source,
             layer,
@@ -475,7 +447,6 @@ def top_examples_command(
             k=k,
             batch_size=batch_size,
             force=force,
-            progress=bars,
-        ),
-    )
+            progress=progress,
+        )
     click.echo(f"wrote {len(done.files)} files to {done.out}")

@@ -27,10 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InvalidOptionError
-from .explanation import Explanation, freeze_settings
+from ...errors import InvalidOptionError, check_option, one_of
+from ..explanation import Explanation, freeze_settings
 
-__all__ = ["LAYER_FUSIONS", "LAYER_SCALES", "MultiLayerCamExplanation", "fuse_layers"]
+__all__ = [
+    "LAYER_FUSIONS",
+    "LAYER_SCALES",
+    "MultiLayerCamExplanation",
+    "check_fusion_options",
+    "fuse_layers",
+]
 
 LAYER_SCALES = ("max_abs", "minmax", "none")
 LAYER_FUSIONS = ("mean", "max")
@@ -43,7 +49,7 @@ class MultiLayerCamExplanation(Explanation):
 
     ``per_layer`` holds each layer's own explanation (raw map at its resolution,
     channel weights, channel scores); ``layer_scale`` and ``layer_fusion`` say how the
-    maps were combined (see :mod:`seethrough.attribution.multilayer`).
+    maps were combined (see :mod:`seethrough.attribution.cams.multilayer`).
     """
 
     layers: tuple[str, ...]
@@ -57,15 +63,10 @@ class MultiLayerCamExplanation(Explanation):
         return ", ".join(self.layers)
 
 
-def check_fusion_options(layer_scale: str, layer_fusion: str) -> None:
-    if layer_scale not in LAYER_SCALES:
-        raise InvalidOptionError(
-            f"unknown layer_scale {layer_scale!r} (valid: {', '.join(LAYER_SCALES)})"
-        )
-    if layer_fusion not in LAYER_FUSIONS:
-        raise InvalidOptionError(
-            f"unknown layer_fusion {layer_fusion!r} (valid: {', '.join(LAYER_FUSIONS)})"
-        )
+def check_fusion_options(layer_scale: str, layer_fusion: str, owner: str = "fuse_layers") -> None:
+    """Refuse an unknown ``layer_scale`` or ``layer_fusion`` (the message names ``owner``)."""
+    check_option(owner, "layer_scale", layer_scale, one_of(*LAYER_SCALES))
+    check_option(owner, "layer_fusion", layer_fusion, one_of(*LAYER_FUSIONS))
 
 
 def _scaled(values: Tensor, how: str) -> Tensor:

@@ -1,0 +1,129 @@
+"""The ``seethrough`` command line. Wiring only: the work is in the library.
+
+Bad input prints one line on stderr (``seethrough: error: ...``) and exits with code 2,
+without a traceback and without leaving a partial output folder. Ctrl-C exits with
+130, also leaving nothing behind. Any other exception is a bug (in seethrough or in the
+user's model) and keeps its traceback.
+
+The commands live one family per module (``explain``, ``sanity``, ``listing``,
+``features``, ``anatomy``) and share their options through ``_shared``; this module
+holds the group and registers them. No module here imports torch at import time, so
+``seethrough --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..errors import SeethroughError
+from .anatomy import anatomy_command
+from .explain import explain_command
+from .features import features
+from .listing import layers_command, methods_command
+from .sanity import sanity_command
+
+__all__ = ["cli", "main"]
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+_log = logging.getLogger("seethrough")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seethrough")
+@click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
+def cli(verbose: bool) -> None:
+    """Explain PyTorch image classifiers: why they decide, and whether to believe it."""
+    if verbose:
+        _log.setLevel(logging.INFO)
+
+
+for _command in (
+    explain_command,
+    sanity_command,
+    layers_command,
+    methods_command,
+    features,
+    anatomy_command,
+):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (and exits with it when ``argv`` is None)."""
+    with _log_to_stderr(), _warnings_to_stderr():
+        code = _run(list(argv) if argv is not None else None)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _fail(message: str) -> None:
+    click.echo(f"seethrough: error: {' '.join(message.split())}", err=True)
+
+
+def _run(args: list[str] | None) -> int:
+    try:
+        result = cli.main(args=args, prog_name="seethrough", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
+            click.echo(error.ctx.get_help())  # click >= 8.2: `seethrough` alone shows help
+            return 0
+        where = f"; see '{error.ctx.command_path} --help'" if error.ctx is not None else ""
+        _fail(error.format_message().rstrip(".") + where)
+        return USAGE_ERROR
+    except click.exceptions.ClickException as error:
+        _fail(error.format_message())
+        return USAGE_ERROR
+    except SeethroughError as error:
+        _fail(str(error))
+        return USAGE_ERROR
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail(
+            "interrupted; the output folder keeps the report of the steps finished so far, if any"
+        )
+        return INTERRUPTED
+    # standalone_mode=False returns the exit code of --help/--version, else the command's value.
+    return result if isinstance(result, int) else 0
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as ``seethrough: message`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"seethrough: {record.getMessage()}", err=True)
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """The library's log messages on stderr for one CLI call (``-v`` shows INFO too)."""
+    handler, level = _EchoHandler(), _log.level
+    _log.addHandler(handler)
+    _log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Warnings as one ``seethrough: warning:`` line each, not Python's two-line format."""
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        click.echo(f"seethrough: warning: {' '.join(str(message).split())}", err=True)
+
+    with warnings.catch_warnings():  # restores showwarning afterwards
+        warnings.showwarning = show
+        yield
