@@ -17,8 +17,8 @@ from torch import Tensor, nn
 import seethrough as st
 from helpers import METHOD_CASES, Snapshot, tiny_inputs, tiny_model
 from seethrough._version import __version__
-from seethrough.attribution import METHODS, Details, Explanation, make_method, method_names
-from seethrough.attribution.method import Attribution
+from seethrough.attribution import Details, Explanation, make_method, method_names
+from seethrough.attribution.method import METHODS, Attribution
 from seethrough.errors import InvalidOptionError, NonFiniteError
 
 # ---------------------------------------------------------------- one option validator

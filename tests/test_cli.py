@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 import seethrough
 import seethrough.jobs.explain as explain_job
-from seethrough.attribution import METHODS
+from seethrough.attribution.method import METHODS
 from seethrough.cli import main
 from seethrough.cli._shared import resolve_device
 from seethrough.data import DEFAULT_SAMPLES

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import test_cli
@@ -97,3 +98,33 @@ def test_anatomy_of_a_labelled_folder_with_the_tiny_model(
     bad = run_cli(capsys, "anatomy", *tiny, "--data", str(data), "--out", str(out))
     assert bad.code == 2 and "names no class of the model" in bad.err
     assert not out.exists()
+
+
+def test_labelled_data_is_cut_to_the_limit_on_the_models_device(
+    tmp_path: Path, assets: Path, tiny: list[str]
+) -> None:
+    """``--limit`` and the device move, now in the job (a folder's images used to stay on
+    the CPU while the model ran on ``--device cuda``)."""
+    from seethrough.data.fashion_mnist import load_fashion_mnist
+    from seethrough.jobs.anatomy import labelled_data
+    from seethrough.models import load_model
+
+    net = load_model(f"{test_cli.TINY_MODULE}:build", labels=assets / "labels.txt", device="meta")
+    data = tmp_path / "data"
+    labels = (assets / "labels.txt").read_text().splitlines()
+    for name in (labels[1], labels[3]):
+        (data / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(data / name / f"{i}.png")
+    folder = labelled_data(net, data, limit=4)
+    assert folder.inputs.device.type == "meta" and folder.inputs.shape == (4, 3, 224, 224)
+    assert folder.labels.tolist() == [
+        3,
+        3,
+        3,
+        1,
+    ]  # "bird", then "tiger cat" and folder.source == str(data)
+    fashion = labelled_data(net, "fashion-mnist", limit=5)
+    assert fashion.inputs.device.type == "meta" and fashion.inputs.shape == (5, 1, 28, 28)
+    assert torch.equal(fashion.labels, load_fashion_mnist("test").labels[:5])
+    assert len(labelled_data(net, "fashion-mnist").labels) == 10_000

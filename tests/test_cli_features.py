@@ -301,3 +301,14 @@ def test_plot_dream_and_plot_inversion() -> None:
     )
     figure = plot_inversion(both, images=[1])
     assert len(figure.axes) == 3 and figure.axes[2].get_title().startswith("pool2\nfeat 0.2")
+
+
+def test_load_dataset_cuts_the_fashion_mnist_test_set() -> None:
+    from seethrough.errors import InvalidOptionError
+    from seethrough.jobs.features import load_dataset
+
+    full, first = load_fashion_mnist("test"), load_dataset("fashion-mnist", 7)
+    assert (first.split, len(first), len(load_dataset("fashion-mnist"))) == ("test", 7, 10_000)
+    assert torch.equal(first.images, full.images[:7]) and torch.equal(first.labels, full.labels[:7])
+    with pytest.raises(InvalidOptionError, match="unknown dataset 'mnist'"):
+        load_dataset("mnist")

@@ -9,7 +9,7 @@ import torch
 
 import seethrough as st
 from helpers import METHOD_CASES, Failing, Snapshot, tiny_inputs, tiny_model
-from seethrough.attribution import METHODS as REGISTRY
+from seethrough.attribution.method import METHODS as REGISTRY
 from seethrough.errors import ModelStateError, TargetError
 
 METHODS = list(METHOD_CASES)

@@ -4,6 +4,9 @@ imputation as an oracle."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +65,7 @@ def test_linear_model_gradient_has_zero_infidelity_and_max_sensitivity() -> None
         torch.testing.assert_close(
             inf.scores, torch.zeros(3, dtype=torch.float64), atol=1e-18, rtol=0
         )
-    torch.testing.assert_close(inf.extra["beta"], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(inf.beta, torch.ones(3, dtype=torch.float64))
     ms = max_sensitivity(model, ex, samples=4)
     assert float(ms.scores.abs().max()) == 0.0
     assert not inf.higher_is_better and ms.value_range == (0.0, np.inf)
@@ -180,7 +183,7 @@ def test_road_runs_morf_and_lerf_and_leaves_the_model_alone() -> None:
     result = road(model, ex, percentages=(20, 60), seed=1)
     before.assert_unchanged(model, x)
     assert result.curve.shape == (2, 2, 2)
-    torch.testing.assert_close(result.scores, result.extra["lerf"] - result.extra["morf"])
+    torch.testing.assert_close(result.scores, result.lerf - result.morf)
     again = road(model, ex, percentages=(20, 60), seed=1)
     assert torch.equal(result.curve, again.curve)
 
@@ -188,9 +191,9 @@ def test_road_runs_morf_and_lerf_and_leaves_the_model_alone() -> None:
 def test_input_invariance_gradient_passes_gradient_times_input_fails() -> None:
     model, x = tiny_model(), tiny_inputs(n=2)
     grad = input_invariance(model, st.explain(model, x, "gradient", target=1))
-    assert bool(grad.extra["invariant"].all()), grad.scores
+    assert bool(grad.invariant.all()), grad.scores
     gxi = input_invariance(model, st.explain(model, x, "gradient_x_input", target=1))
-    assert not bool(gxi.extra["invariant"].any()) and float(gxi.scores.min()) > 0.05
+    assert not bool(gxi.invariant.any()) and float(gxi.scores.min()) > 0.05
 
 
 def test_pixel_ranks_most_relevant_first() -> None:
@@ -238,7 +241,7 @@ def test_input_invariance_of_a_cam_with_a_named_layer() -> None:
     model, x = tiny_model(), tiny_inputs(n=2)
     cam = st.explain(model, x, "grad_cam", target=1, layer="conv3")
     result = input_invariance(model, cam)  # the layer is found inside the twin
-    assert bool(result.extra["invariant"].all()), result.scores
+    assert bool(result.invariant.all()), result.scores
 
 
 # ------------------------------------------------------------------ ties in the ranking
@@ -333,3 +336,47 @@ def test_random_ties_are_seeded_and_leave_maps_without_ties_as_before() -> None:
         assert new.settings["ties"] == "random" and new.settings["seed"] == 3
     with pytest.raises(InvalidOptionError, match="unknown ties 'first'"):
         deletion(model, ex, ties="first")
+
+
+# --------------------------------------------------------------------- typed results
+
+
+def test_every_metric_reports_named_fields_not_a_string_keyed_dict() -> None:
+    """DESIGN rule 6: what a metric reports besides its scores is a named field of a
+    frozen result (was ``extra["morf"]``, ``extra["area_fraction"]``, …), and the JSON
+    form keeps those names."""
+    from seethrough.report.serialize import to_jsonable
+    from seethrough.trust.localisation import (
+        energy_pointing_game,
+        pointing_game,
+        relevance_mass_accuracy,
+        relevance_rank_accuracy,
+    )
+
+    model, x = tiny_model(), tiny_inputs(n=2)
+    ex = st.explain(model, x, "gradient", target=1)
+    mask = torch.zeros(2, *x.shape[2:], dtype=torch.bool)
+    mask[:, :3] = True
+    invariance, pointing = input_invariance(model, ex), pointing_game(ex, mask)
+    cases: list[tuple[Any, dict[str, tuple[int, ...]]]] = [
+        (road(model, ex, percentages=(30, 60)), {"morf": (2,), "lerf": (2,), "correct": (2, 2, 2)}),
+        (infidelity(model, ex, samples=3), {"beta": (2,)}),
+        (invariance, {"invariant": (2,)}),
+        (pointing, {"area_fraction": (2,), "maxima": (2,), "point": (2, 2)}),
+        (energy_pointing_game(ex, mask), {"area_fraction": (2,), "energy": (2,)}),
+        (relevance_mass_accuracy(ex, mask), {"area_fraction": (2,)}),
+        (relevance_rank_accuracy(ex, mask), {"area_fraction": (2,)}),
+        (deletion(model, ex, steps=4), {}),
+    ]
+    for result, named in cases:
+        kind = type(result).__name__
+        fields = {f.name for f in dataclasses.fields(result)}
+        assert "extra" not in fields and set(named) <= fields, kind
+        for name, shape in named.items():
+            assert tuple(getattr(result, name).shape) == shape, (kind, name)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            result.scores = result.scores
+        assert set(named) <= set(to_jsonable(result)), kind
+    assert torch.equal(invariance.invariant, invariance.scores <= 1e-5)
+    area = mask.flatten(1).double().mean(dim=1)
+    torch.testing.assert_close(pointing.area_fraction, area, rtol=0, atol=0)

@@ -57,7 +57,7 @@ def test_pointing_game_hand_cases_and_tolerance() -> None:
     assert float(pointing_game(maps, diagonal, tolerance=15).scores[0]) == 1.0
     assert float(pointing_game(maps, diagonal, tolerance=14.99).scores[0]) == 0.0
     result = pointing_game(maps, box)
-    assert result.extra["point"].tolist() == [[20, 5]] and result.extra["maxima"].tolist() == [1]
+    assert result.point.tolist() == [[20, 5]] and result.maxima.tolist() == [1]
     assert result.higher_is_better is True and result.value_range == (0.0, 1.0)
 
 
@@ -69,7 +69,7 @@ def test_pointing_game_ties_score_their_expected_hit() -> None:
     area = torch.tensor([40 / 80, 2 / 80], dtype=torch.float64)
     result = pointing_game(flat, boxes)
     torch.testing.assert_close(result.scores, area, rtol=0, atol=1e-15)
-    torch.testing.assert_close(result.extra["area_fraction"], area, rtol=0, atol=1e-15)
+    torch.testing.assert_close(result.area_fraction, area, rtol=0, atol=1e-15)
     assert pointing_game(flat, boxes, ties="any").scores.tolist() == [1.0, 1.0]
     two = torch.zeros(1, 1, 4, 4)
     two[0, 0, 0, 0] = two[0, 0, 3, 3] = 2.0  # two maxima, one in the box
@@ -99,7 +99,7 @@ def test_energy_and_mass_accuracy_hand_values() -> None:
         got = float(relevance_mass_accuracy(two, left, pooling=pooling).scores[0])
         assert got == pytest.approx(value, abs=1e-15), pooling
     negative = energy_pointing_game(-maps.abs(), top_row)  # no positive relevance
-    assert np.isnan(float(negative.scores[0])) and float(negative.extra["energy"][0]) == 0.0
+    assert np.isnan(float(negative.scores[0])) and float(negative.energy[0]) == 0.0
 
 
 def test_rank_accuracy_hand_values_and_ties() -> None:
@@ -308,7 +308,7 @@ def test_grad_cam_energy_sits_on_the_object_and_the_noise_control_at_chance() ->
         net, x, "integrated_gradients", rule="riemann_trapezoid", steps=16
     )
     energy = {m: energy_pointing_game(ex, boxes) for m, ex in explanations.items()}
-    area = energy["grad_cam"].extra["area_fraction"]
+    area = energy["grad_cam"].area_fraction
     torch.testing.assert_close(energy["random_noise"].scores, area, rtol=0, atol=0.02)
     cam, noise = energy["grad_cam"].scores, energy["random_noise"].scores
     assert int((cam > area).sum()) >= 4, (cam, area)

@@ -12,6 +12,8 @@ The names below are imported on first use (PEP 562), so that ``import seethrough
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -57,114 +59,84 @@ if TYPE_CHECKING:
     from .models import MODELS, LoadedModel, Preprocess, load_model
     from .trust import RandomizationResult, model_randomization
 
-#: Where each public name lives (the subpackage is imported when the name is first used).
-_HOMES: dict[str, tuple[str, ...]] = {
-    "attribution": (
-        "AblationCam",
-        "Cam",
-        "CamExplanation",
-        "Deconvnet",
-        "EigenCam",
-        "ExpectedGradients",
-        "Explanation",
-        "GradCam",
-        "GradCamPlusPlus",
-        "Gradient",
-        "GradientXInput",
-        "GuidedBackprop",
-        "GuidedExplanation",
-        "GuidedGradCam",
-        "GuidedGradCamExplanation",
-        "GuidedIntegratedGradients",
-        "HiResCam",
-        "IntegratedGradients",
-        "IntegratedGradientsExplanation",
-        "KernelShap",
-        "LayerCam",
-        "Lime",
-        "Method",
-        "MultiLayerCamExplanation",
-        "Occlusion",
-        "PathExplanation",
-        "Rise",
-        "ScoreCam",
-        "SmoothGrad",
-        "XGradCam",
-        "explain",
-        "fuse_layers",
-        "method_names",
-    ),
-    "data": ("LoadedImage", "load_image", "load_images"),
-    "errors": ("SeethroughError",),
-    "models": ("MODELS", "LoadedModel", "Preprocess", "load_model"),
-    "trust": ("RandomizationResult", "model_randomization"),
-}
-_HOME_OF = {name: package for package, names in _HOMES.items() for name in names}
-_SUBPACKAGES = frozenset(
-    {"anatomy", "attribution", "cli", "core", "data", "errors", "inside", "jobs", "models"}
-    | {"report", "trust", "viz"}
-)
+#: The subpackages that the names of ``__all__`` come from, lowest layer first: a name is
+#: looked up in their own ``__all__`` lists on first use, so each is declared once, at home.
+_HOMES = ("errors", "data", "models", "attribution", "trust")
 
 __all__ = [
+    "__version__",
     "AblationCam",
     "Cam",
-    "EigenCam",
-    "GradCamPlusPlus",
-    "HiResCam",
-    "LayerCam",
-    "ScoreCam",
-    "XGradCam",
-    "Occlusion",
-    "Rise",
-    "Lime",
-    "KernelShap",
     "CamExplanation",
-    "MultiLayerCamExplanation",
-    "fuse_layers",
     "Deconvnet",
+    "EigenCam",
+    "ExpectedGradients",
     "Explanation",
     "GradCam",
+    "GradCamPlusPlus",
     "Gradient",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedExplanation",
     "GuidedGradCam",
     "GuidedGradCamExplanation",
+    "GuidedIntegratedGradients",
+    "HiResCam",
     "IntegratedGradients",
     "IntegratedGradientsExplanation",
-    "ExpectedGradients",
-    "GuidedIntegratedGradients",
-    "PathExplanation",
-    "MODELS",
+    "KernelShap",
+    "LayerCam",
+    "Lime",
     "LoadedImage",
     "LoadedModel",
+    "MODELS",
     "Method",
+    "MultiLayerCamExplanation",
+    "Occlusion",
+    "PathExplanation",
     "Preprocess",
+    "RandomizationResult",
+    "Rise",
+    "ScoreCam",
     "SeethroughError",
     "SmoothGrad",
-    "__version__",
+    "XGradCam",
     "explain",
+    "fuse_layers",
     "load_image",
     "load_images",
     "load_model",
     "method_names",
     "model_randomization",
-    "RandomizationResult",
 ]
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name's subpackage on first use (and ``seethrough.<subpackage>``)."""
-    if name in _HOME_OF:
-        if _HOME_OF[name] == "attribution":  # the sanity controls register as methods too
-            importlib.import_module(".trust.controls", __name__)
-        value = getattr(importlib.import_module(f".{_HOME_OF[name]}", __name__), name)
+    if name in __all__:
+        value = getattr(_home_of(name), name)
         globals()[name] = value  # later uses skip this function
         return value
-    if name in _SUBPACKAGES:
+    if name in _subpackages():
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_SUBPACKAGES})
+    return sorted({*globals(), *__all__, *_subpackages()})
+
+
+def _home_of(name: str) -> ModuleType:
+    """The first of :data:`_HOMES` whose ``__all__`` lists ``name`` (imported)."""
+    for package in _HOMES:
+        module = importlib.import_module(f".{package}", __name__)
+        if name in module.__all__:
+            if package == "attribution":  # the sanity controls register as methods too
+                importlib.import_module(".trust.controls", __name__)
+            return module
+    raise AttributeError(f"{name!r} is in {__name__}.__all__ but in no subpackage's __all__")
+
+
+def _subpackages() -> set[str]:
+    """The public subpackages and modules (``seethrough.inside``, ...), found on disk."""
+    return {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}

@@ -12,7 +12,9 @@ from .ablation import (
     evaluate,
     reference_statistics,
 )
-from .card import Anatomy, ModuleCard, anatomy, block_outputs
+from .blocks import block_outputs
+from .card import Anatomy, ModuleCard, anatomy
+from .cav import concept_activation_vector
 from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
 from .probes import (
     Probe,
@@ -23,7 +25,7 @@ from .probes import (
     random_copy,
     surrogate_labels,
 )
-from .tcav import TcavResult, concept_activation_vector, tcav, tcav_concepts
+from .tcav import TcavResult, tcav, tcav_concepts
 
 __all__ = [
     "Ablation",

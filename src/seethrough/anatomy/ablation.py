@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
-from ..core.guard import guarded
+from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
@@ -486,9 +486,7 @@ def ablate(
         ``progress(done, total)`` in images × layer groups.
     """
     started = time.perf_counter()
-    from ..core.guard import unwrap_model as _unwrap
-
-    module = _unwrap(model, None)[0]
+    module = unwrap_model(model, None)[0]
     x, y = check_labelled(inputs, labels, module)
     ablations = list(ablations)
     for a in ablations:

@@ -1,9 +1,8 @@
 """A card per module: what ablation, gradients and probes say about it, joined.
 
 :func:`anatomy` runs the analyses of this package over a labelled dataset for a list of
-modules (default: the network's blocks, each taken at its output — for EfficientNet-Lite0
-the stem, each MBConv stage, the head and the classifier; for a plain CNN each conv and
-linear layer) and returns one :class:`ModuleCard` per module:
+modules (default: the network's blocks, each taken at its output — :mod:`.blocks`) and
+returns one :class:`ModuleCard` per module:
 
 * ``ablation`` — the whole output mean-ablated (every unit set to its mean over the
   reference set): overall and per-class accuracy drop;
@@ -28,13 +27,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.guard import unwrap_model
 from ..core.layers import find_layer
 from ..errors import InvalidOptionError
 from .ablation import Ablation, AblationResult, Evaluation, ablate, check_labelled
+from .blocks import chosen_modules, output_shapes
 from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
 from .probes import PIXELS, Probe, ProbeTable, probe_layers
 
-__all__ = ["Anatomy", "ModuleCard", "anatomy", "block_outputs"]
+__all__ = ["Anatomy", "ModuleCard", "anatomy"]
 
 CURVE_POINTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -92,49 +93,119 @@ class Anatomy:
         )
 
 
-def block_outputs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
-    """``(block name, module whose output is the block's output)`` in execution order:
-    the blocks of :func:`seethrough.core.steps.randomization_steps` (a stage
-    ``_blocks.1-2`` ends at ``_blocks.2``; a conv followed by its norm ends at the norm)."""
-    from ..core.steps import randomization_steps
+@dataclass(frozen=True, eq=False)
+class _Sweep:
+    """One module's channel sweep: each channel zero-ablated alone (``result``), the
+    channels from the most harmful to the least, and the cumulative curve in that order:
+    ``(k, accuracy drop with the first k channels ablated together)``."""
 
-    names = dict(model.named_modules())
-    out = []
-    for step in randomization_steps(model, example, "block"):
-        last = step.modules[-1]
-        head, _, tail = step.name.rpartition(".")
-        if "-" in tail and f"{head}.{tail.split('-')[1]}" in names:
-            out.append((step.name, f"{head}.{tail.split('-')[1]}"))
-        elif step.name in names and last.startswith(step.name + "."):
-            out.append((step.name, step.name))
-        else:
-            out.append((step.name, last))
-    return out
+    result: AblationResult
+    order: tuple[int, ...]
+    cumulative: tuple[tuple[int, float], ...]
 
 
-def _shapes(model: nn.Module, example: Tensor) -> dict[str, tuple[int, ...]]:
-    """Each module's output shape (without the batch dimension), from one traced pass."""
-    from ..core.guard import guarded
-    from ..core.layers import trace_layers
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """What every analysis of one :func:`anatomy` call shares: the network, the seed,
+    the batch size and the progress callback (``progress(stage, done, total)``)."""
 
-    with guarded(model, [example.device]):
-        return {info.name: info.shape[1:] for info in trace_layers(model, example)}
+    module: nn.Module
+    seed: int
+    batch_size: int | None
+    progress: Callable[[str, int, int], None] | None
+
+    def report(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda done, total: progress(stage, done, total)
+
+    def ablate(
+        self, x: Tensor, y: Tensor, ablations: list[Ablation], stage: str | None = None
+    ) -> AblationResult:
+        report = self.report(stage) if stage is not None else None
+        return ablate(
+            self.module,
+            x,
+            y,
+            ablations,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            progress=report,
+        )
+
+    def mean_ablation(self, x: Tensor, y: Tensor, names: list[str]) -> AblationResult:
+        """Each module's whole output mean-ablated, one module at a time."""
+        return self.ablate(x, y, [Ablation(m, None, "mean") for m in names], "ablation")
+
+    def gradients(self, x: Tensor, y: Tensor, names: list[str]) -> GradientAnalysis:
+        report = self.report("gradients")
+        return gradient_analysis(
+            self.module, x, y, names, batch_size=self.batch_size, progress=report
+        )
+
+    def channel_sweeps(
+        self, x: Tensor, y: Tensor, names: list[str], shapes: dict[str, tuple[int, ...]]
+    ) -> dict[str, _Sweep]:
+        """The sweep of every module whose output has channels (a dimension past the batch)."""
+        return {m: self.sweep(x, y, m, shapes[m][0]) for m in names if shapes.get(m, ())}
+
+    def sweep(self, x: Tensor, y: Tensor, name: str, channels: int) -> _Sweep:
+        alone = [Ablation(name, (c,), "zero") for c in range(channels)]
+        result = self.ablate(x, y, alone, f"channels of {name}")
+        order = result.ranking()
+        curve = self.cumulative(x, y, name, order, result.baseline.accuracy)
+        return _Sweep(result, tuple(order), curve)
+
+    def cumulative(
+        self, x: Tensor, y: Tensor, name: str, order: list[int], base: float
+    ) -> tuple[tuple[int, float], ...]:
+        """``(k, base − accuracy)`` with the first ``k`` channels of ``order`` zero-ablated
+        together, for ``k`` in :data:`CURVE_POINTS` below the channel count, and all."""
+        counts = [k for k in CURVE_POINTS if k < len(order)] + [len(order)]
+        together = [Ablation(name, tuple(order[:k]), "zero") for k in counts]
+        result = self.ablate(x, y, together)
+        return tuple((k, base - e.accuracy) for k, e in zip(counts, result.evaluations))
+
+    def probes(self, x: Tensor, y: Tensor, names: list[str]) -> ProbeTable:
+        report = self.report("probes")
+        return probe_layers(
+            self.module, x, y, names, seed=self.seed, batch_size=self.batch_size, progress=report
+        )
 
 
-def _cumulative(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    module: str,
-    order: list[int],
-    base: float,
-    seed: int,
-    batch_size: int | None,
-) -> tuple[tuple[int, float], ...]:
-    counts = [k for k in CURVE_POINTS if k < len(order)] + [len(order)]
-    ablations = [Ablation(module, tuple(order[:k]), "zero") for k in counts]
-    result = ablate(model, x, y, ablations, seed=seed, batch_size=batch_size)
-    return tuple((k, base - e.accuracy) for k, e in zip(counts, result.evaluations))
+@dataclass(frozen=True, eq=False)
+class _Measured:
+    """What the analyses measured over all modules; :meth:`card` reads one module's share
+    (``k``: the module's place in the list the analyses were given)."""
+
+    module: nn.Module
+    shapes: dict[str, tuple[int, ...]]
+    whole: AblationResult
+    gradients: GradientAnalysis | None
+    sweeps: dict[str, _Sweep]
+    probes: ProbeTable | None
+
+    def card(self, k: int, title: str, name: str) -> ModuleCard:
+        found = find_layer(self.module, name)
+        sweep, table, grads = self.sweeps.get(name), self.probes, self.gradients
+        return ModuleCard(
+            name=title,
+            module=name,
+            kind=type(found).__name__,
+            output_shape=self.shapes.get(name, ()),
+            parameters=sum(p.numel() for p in found.parameters()),
+            ablation=self.whole.evaluations[k],
+            accuracy_drop=float(self.whole.accuracy_drop[k]),
+            class_accuracy_drop=self.whole.class_accuracy_drop[k],
+            channel_drop=sweep.result.accuracy_drop if sweep is not None else None,
+            channel_class_drop=sweep.result.class_accuracy_drop if sweep is not None else None,
+            cumulative=sweep.cumulative if sweep is not None else (),
+            gradients=grads.module(name) if grads is not None else None,
+            probe=table.trained[k] if table is not None else None,
+            random_probe=table.random[k] if table is not None and table.random else None,
+            channel_order=sweep.order if sweep is not None else (),
+        )
 
 
 def anatomy(
@@ -155,113 +226,41 @@ def anatomy(
 ) -> Anatomy:
     """One :class:`ModuleCard` per module (module docstring).
 
-    ``modules``: dotted module names (default: :func:`block_outputs`). Whole-module
-    ablation and gradients use every input; channel sweeps the first ``sweep_size``,
-    probes the first ``probe_size`` (``None``: all). ``progress(stage, done, total)``.
+    ``modules``: dotted module names (default: :func:`~seethrough.anatomy.block_outputs`).
+    Whole-module ablation and gradients use every input; channel sweeps the first
+    ``sweep_size``, probes the first ``probe_size`` (``None``: all).
+    ``progress(stage, done, total)``.
     """
-    from ..core.guard import unwrap_model as _unwrap
-
     started = time.perf_counter()
-    module, labels_of_model, _ = _unwrap(model, class_names)
+    module, labels_of_model, _ = unwrap_model(model, class_names)
     x, y = check_labelled(inputs, labels, module)
-    if modules is None:
-        named = block_outputs(module, x[:1])
-    else:
-        for m in modules:
-            find_layer(module, m)
-        named = [(m, m) for m in modules]
+    named = chosen_modules(module, x[:1], modules)
     names = [m for _, m in named]
-    shapes = _shapes(module, x[:1])
-
-    def report(stage: str) -> Callable[[int, int], None] | None:
-        if progress is None:
-            return None
-        return lambda done, total: progress(stage, done, total)
-
-    whole = ablate(
+    shapes = output_shapes(module, x[:1])
+    run = _Run(module, seed, batch_size, progress)
+    sx, sy, px, py = x[:sweep_size], y[:sweep_size], x[:probe_size], y[:probe_size]
+    measured = _Measured(
         module,
-        x,
-        y,
-        [Ablation(m, None, "mean") for m in names],
-        seed=seed,
-        batch_size=batch_size,
-        progress=report("ablation"),
+        shapes,
+        whole=run.mean_ablation(x, y, names),
+        gradients=run.gradients(x, y, names) if gradients else None,
+        sweeps=run.channel_sweeps(sx, sy, names, shapes) if channel_sweep else {},
+        probes=run.probes(px, py, names) if probes else None,
     )
-    grads = (
-        gradient_analysis(module, x, y, names, batch_size=batch_size, progress=report("gradients"))
-        if gradients
-        else None
-    )
-    sx, sy = x[:sweep_size], y[:sweep_size]
-    sweeps: dict[str, AblationResult] = {}
-    if channel_sweep:
-        for m in names:
-            shape = shapes.get(m, ())
-            if len(shape) >= 1:
-                sweeps[m] = ablate(
-                    module,
-                    sx,
-                    sy,
-                    [Ablation(m, (c,), "zero") for c in range(shape[0])],
-                    seed=seed,
-                    batch_size=batch_size,
-                    progress=report(f"channels of {m}"),
-                )
-    table = (
-        probe_layers(
-            module,
-            x[:probe_size],
-            y[:probe_size],
-            names,
-            seed=seed,
-            batch_size=batch_size,
-            progress=report("probes"),
-        )
-        if probes
-        else None
-    )
-    cards = []
-    for k, (title, m) in enumerate(named):
-        sweep = sweeps.get(m)
-        curve: tuple[tuple[int, float], ...] = ()
-        order: list[int] = []
-        if sweep is not None:
-            order = sweep.ranking()
-            curve = _cumulative(module, sx, sy, m, order, sweep.baseline.accuracy, seed, batch_size)
-        found = find_layer(module, m)
-        cards.append(
-            ModuleCard(
-                name=title,
-                module=m,
-                kind=type(found).__name__,
-                output_shape=shapes.get(m, ()),
-                parameters=sum(p.numel() for p in found.parameters()),
-                ablation=whole.evaluations[k],
-                accuracy_drop=float(whole.accuracy_drop[k]),
-                class_accuracy_drop=whole.class_accuracy_drop[k],
-                channel_drop=sweep.accuracy_drop if sweep is not None else None,
-                channel_class_drop=sweep.class_accuracy_drop if sweep is not None else None,
-                cumulative=curve,
-                gradients=grads.module(m) if grads is not None else None,
-                probe=table.trained[k] if table is not None else None,
-                random_probe=table.random[k] if table is not None and table.random else None,
-                channel_order=tuple(order),
-            )
-        )
     return Anatomy(
-        cards=tuple(cards),
-        baseline=whole.baseline,
-        pixel_probe=table.pixels if table is not None else None,
+        cards=tuple(measured.card(k, title, m) for k, (title, m) in enumerate(named)),
+        baseline=measured.whole.baseline,
+        pixel_probe=measured.probes.pixels if measured.probes is not None else None,
         class_names=tuple(labels_of_model) if labels_of_model else None,
-        gradients=grads,
-        probes=table,
+        gradients=measured.gradients,
+        probes=measured.probes,
         seconds=time.perf_counter() - started,
         settings={
             "inputs": len(x),
             "sweep_size": len(sx),
-            "probe_size": len(x[:probe_size]),
+            "probe_size": len(px),
             "seed": seed,
-            "modules": [m for _, m in named],
+            "modules": names,
             "layer_name_of_pixels": PIXELS,
         },
     )

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.guard import guarded
+from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
 from ..errors import InvalidOptionError
@@ -126,14 +126,12 @@ def gradient_analysis(
     Images are processed class by class, so that per-class parameter gradients need one
     parameter-sized buffer, not one per class.
     """
-    from ..core.guard import unwrap_model as _unwrap
-
     started = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InvalidOptionError(
             f"unknown objective {objective!r} (valid: {', '.join(OBJECTIVES)})"
         )
-    module = _unwrap(model, None)[0]
+    module = unwrap_model(model, None)[0]
     x, y = check_labelled(inputs, labels, module)
     names = list(modules) if modules is not None else parametrised_modules(module)
     if not names:

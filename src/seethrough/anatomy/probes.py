@@ -19,7 +19,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
-from ..core.guard import guarded
+from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..core.reinit import reinitialize
@@ -149,9 +149,7 @@ def collect_activations(
     """``(N, F)`` features of ``layer``'s output (``"pixels"``: of the inputs), streamed
     chunk by chunk (module docstring); float32 on the inputs' device. ``max_features=None``
     keeps the whole flattened output (as TCAV needs)."""
-    from ..core.guard import unwrap_model as _unwrap
-
-    module = _unwrap(model, None)[0]
+    module = unwrap_model(model, None)[0]
     if layer == PIXELS:
         return torch.cat(
             [
@@ -177,6 +175,75 @@ def collect_activations(
         Budget(batch_size or DEFAULT_ROWS, inputs.device).run(len(inputs), step)
     with torch.inference_mode(False):
         return torch.cat(parts).clone()
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """Fitting rows ``x``/``y`` and held-out rows ``test_x``/``test_y`` of a probe;
+    ``test_index``: the held-out rows' indices in the features split (None when the
+    held-out rows were given apart)."""
+
+    x: Tensor
+    y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    test_index: Tensor | None
+
+
+def _split_rows(x: Tensor, y: Tensor, holdout: float, seed: int) -> _Rows:
+    """A random (``seed``) share ``holdout`` of the rows held out, at least one row."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    cut = len(x) - max(1, round(holdout * len(x)))
+    train, test = order[:cut].to(x.device), order[cut:].to(x.device)
+    return _Rows(x[train], y[train], x[test], y[test], order[cut:])
+
+
+def _given_rows(x: Tensor, y: Tensor, test_features: Tensor, test_labels: Tensor) -> _Rows:
+    """Every row fits; the held-out rows are given apart (moved to ``x``'s device)."""
+    test_x = test_features.detach().float().to(x.device)
+    return _Rows(x, y, test_x, test_labels.detach().to(x.device).long(), None)
+
+
+def _lbfgs(z: Tensor, y: Tensor, classes: int, l2: float, iterations: int) -> tuple[Tensor, Tensor]:
+    """Weight ``(classes, F)`` and bias minimising the mean cross-entropy of ``z @ Wᵀ + b``
+    + ``l2``·‖W‖²/2 by full-batch L-BFGS (strong Wolfe line search), from zero."""
+    weight = torch.zeros(classes, z.shape[1], device=z.device)
+    bias = torch.zeros(classes, device=z.device)
+    with torch.enable_grad(), torch.inference_mode(False):
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            max_iter=iterations,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-7,
+            tolerance_change=1e-10,
+            history_size=20,
+        )
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(z @ weight.T + bias, y) + 0.5 * l2 * (weight**2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _measured(fitted: Probe, rows: _Rows) -> Probe:
+    """``fitted`` with its accuracies on the fitting and held-out rows, its chance (the
+    held-out share of the most common fitting label) and its hit on each held-out row."""
+    majority = int(torch.bincount(rows.y, minlength=len(fitted.bias)).argmax())
+    correct = (fitted.predict(rows.test_x) == rows.test_y).cpu()
+    return replace(
+        fitted,
+        train_accuracy=float((fitted.predict(rows.x) == rows.y).double().mean()),
+        test_accuracy=float(correct.double().mean()),
+        chance=float((rows.test_y == majority).double().mean()),
+        test_correct=correct,
+        test_index=rows.test_index,
+    )
 
 
 def fit_probe(
@@ -206,61 +273,19 @@ def fit_probe(
         raise InvalidOptionError(f"holdout must be in (0, 1), got {holdout!r}")
     x = features.detach().float()
     y = labels.detach().to(x.device).long()
-    test_index: Tensor | None = None
     if test_features is None:
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        cut = len(x) - max(1, round(holdout * len(x)))
-        train, test = order[:cut].to(x.device), order[cut:].to(x.device)
-        xt, yt, xh, yh = x[train], y[train], x[test], y[test]
-        test_index = order[cut:]
+        rows = _split_rows(x, y, holdout, seed)
     else:
         assert test_labels is not None
-        xt, yt = x, y
-        xh = test_features.detach().float().to(x.device)
-        yh = test_labels.detach().to(x.device).long()
-    classes = int(max(int(yt.max()), int(yh.max()))) + 1
-    mean = xt.mean(dim=0)
-    std = xt.std(dim=0).clamp_min(1e-6)
-    zt = (xt - mean) / std
-    weight = torch.zeros(classes, x.shape[1], device=x.device)
-    bias = torch.zeros(classes, device=x.device)
-    with torch.enable_grad(), torch.inference_mode(False):
-        weight.requires_grad_(True)
-        bias.requires_grad_(True)
-        optimizer = torch.optim.LBFGS(
-            [weight, bias],
-            max_iter=iterations,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-7,
-            tolerance_change=1e-10,
-            history_size=20,
-        )
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(zt @ weight.T + bias, yt) + 0.5 * l2 * (weight**2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-    weight, bias = weight.detach(), bias.detach()
-    probe = Probe(weight, bias, mean, std, 0.0, 0.0, 0.0, x.shape[1], len(xt), len(xh))
-    majority = int(torch.bincount(yt, minlength=classes).argmax())
-    correct = (probe.predict(xh) == yh).cpu()
-    return Probe(
-        weight=weight,
-        bias=bias,
-        mean=mean,
-        std=std,
-        train_accuracy=float((probe.predict(xt) == yt).double().mean()),
-        test_accuracy=float(correct.double().mean()),
-        chance=float((yh == majority).double().mean()),
-        features=x.shape[1],
-        train_size=len(xt),
-        test_size=len(xh),
-        test_correct=correct,
-        test_index=test_index,
+        rows = _given_rows(x, y, test_features, test_labels)
+    classes = int(max(int(rows.y.max()), int(rows.test_y.max()))) + 1
+    mean = rows.x.mean(dim=0)
+    std = rows.x.std(dim=0).clamp_min(1e-6)
+    weight, bias = _lbfgs((rows.x - mean) / std, rows.y, classes, l2, iterations)
+    fitted = Probe(
+        weight, bias, mean, std, 0.0, 0.0, 0.0, x.shape[1], len(rows.x), len(rows.test_x)
     )
+    return _measured(fitted, rows)
 
 
 def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -289,10 +314,8 @@ def probe_layers(
 ) -> ProbeTable:
     """Probe accuracy per layer (module docstring), with the raw-pixel and
     random-network baselines when ``baselines``. Every probe uses the same split."""
-    from ..core.guard import unwrap_model as _unwrap
-
     started = time.perf_counter()
-    module = _unwrap(model, None)[0]
+    module = unwrap_model(model, None)[0]
     x, y = check_labelled(inputs, labels, module)
     if not layers:
         raise InvalidOptionError("no layer to probe; name at least one")

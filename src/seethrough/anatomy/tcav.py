@@ -40,24 +40,18 @@ below ``alpha`` (an intersection of two level-α tests is a level-α test). Test
 concepts or layers, correct ``alpha`` for their number (e.g. Bonferroni, as the paper's
 code does, or :func:`seethrough.core.stats.holm` on the p-values).
 
-CAVs are fitted on the *raw* flattened activations, as Kim et al. do (no pooling, no
-standardisation: standardising would rescale each unit by 1/std and tilt the direction
-towards low-variance units). The classifier is L2-regularised logistic regression, mean
-loss + ``l2``·‖w‖²/2 (``l2 = 0.01`` is the paper code's ``alpha``), with an unpenalised
-bias, solved to convergence by Newton's method in the span of the fitting rows
-(representer theorem: the optimum ``w`` lies there), so it is exact, deterministic and
-cheap with few rows and many features. Gradients of the class score with respect to the
-layer's output are computed once per layer and reused for every CAV.
+CAVs are fitted on the *raw* flattened activations, as Kim et al. do, by exact
+L2-regularised logistic regression (:mod:`.cav`). Gradients of the class score with
+respect to the layer's output are computed once per layer and reused for every CAV.
 
 Deviations from Kim et al. (each also said where it happens):
 
 * the t-test of runs is replaced by the set-level rank test above — the null sets are
   scored against the *same* counterexamples as the concept (the paper's code pairs random
   set ``i`` with every other random set ``j``, so concept and null runs differ);
-* logistic loss solved exactly, where the paper's code defaults to a linear SVM by SGD
-  (its ``"logistic"`` option is the same model as ours);
-* the learnability requirement (``cav_p_value``) is ours;
-* held-out share 0.3, stratified (the paper's code: 0.33, stratified).
+* the CAV's classifier and held-out share (:mod:`.cav`: logistic loss solved exactly, the
+  paper's code defaults to a linear SVM by SGD; 0.3 held out, its code 0.33);
+* the learnability requirement (``cav_p_value``) is ours.
 """
 
 from __future__ import annotations
@@ -68,27 +62,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.guard import guarded
+from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
 from ..core.targets import logits_of
 from ..errors import InvalidInputError, InvalidOptionError
 from .ablation import DEFAULT_ROWS
+from .cav import HOLDOUT, fit_cav, stratified_split
 from .probes import collect_activations
 
-__all__ = [
-    "TcavResult",
-    "concept_activation_vector",
-    "layer_gradients",
-    "tcav",
-    "tcav_concepts",
-]
+__all__ = ["TcavResult", "layer_gradients", "tcav", "tcav_concepts"]
 
-HOLDOUT = 0.3
 _CHUNK_ROWS = 2048  # null sets' activations are collected this many rows at a time
 
 
@@ -160,113 +147,6 @@ def layer_gradients(
     return torch.cat(parts)
 
 
-def _fit_logistic(x: Tensor, y: Tensor, l2: float) -> tuple[Tensor, float]:
-    """Weights ``(F,)`` and bias minimising mean logistic loss + ``l2``·‖w‖²/2 on rows
-    ``x`` ``(m, F)`` (float64) with labels ``y`` in {0, 1}; the bias is not penalised.
-
-    The optimum lies in the span of the centred rows ``x̃`` (the unpenalised bias
-    absorbs the centre), so the problem is solved in the orthonormal basis of that span
-    from the Gram matrix ``x̃ x̃ᵀ = U Λ Uᵀ`` (coordinates ``Z = U Λ^½``;
-    ``w = x̃ᵀ U Λ^-½ c``) by damped Newton steps to convergence. Only the ``(m, m)``
-    Gram matrix leaves ``x``'s device: the small solve runs in NumPy."""
-    centre = x.mean(dim=0)
-    x = x - centre  # the bias absorbs it; keeps the bias apart from the row space
-    eigenvalues, vectors = np.linalg.eigh((x @ x.T).cpu().numpy())
-    keep = eigenvalues > max(float(eigenvalues.max()), 0.0) * 1e-12
-    lam, u = eigenvalues[keep], vectors[:, keep]
-    z = np.concatenate([u * np.sqrt(lam), np.ones((len(u), 1))], axis=1)
-    sign = 2.0 * y.cpu().numpy() - 1.0
-    penalty = np.full(z.shape[1], l2)
-    penalty[-1] = 0.0  # the bias
-
-    def objective(theta: np.ndarray) -> float:
-        return float(np.logaddexp(0.0, -sign * (z @ theta)).mean() + 0.5 * penalty @ theta**2)
-
-    theta = np.zeros(z.shape[1])
-    value = objective(theta)
-    for _ in range(100):
-        p = 0.5 * (1.0 - np.tanh(0.5 * sign * (z @ theta)))  # σ(−margin): the loss's slope
-        grad = z.T @ (-sign * p) / len(z) + penalty * theta
-        hessian = (z.T * (p * (1 - p))) @ z / len(z) + np.diag(penalty)
-        hessian[-1, -1] += 1e-12  # a bias alone on separable rows has no curvature
-        step = np.linalg.solve(hessian, grad)
-        decrement = float(grad @ step)  # twice Newton's estimate of the gap to the optimum
-        if not decrement > 1e-14 * max(1.0, value):
-            theta = theta - step  # this close the quadratic model is exact: done
-            break
-        t = 1.0
-        while t >= 1e-10:  # backtracking (Armijo): Newton's full step can overshoot
-            candidate = theta - t * step
-            new = objective(candidate)
-            if new <= value - 0.25 * t * decrement:
-                break
-            t *= 0.5
-        else:
-            break  # no descent left: at the optimum up to rounding
-        theta, value = candidate, new
-    w = x.T @ torch.from_numpy(u @ (theta[:-1] / np.sqrt(lam))).to(x)
-    return w, float(theta[-1]) - float(w @ centre)
-
-
-def _split(n_random: int, n_concept: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Fitting and held-out row indices of ``[random; concept]``, stratified: a share
-    ``holdout`` of each side is held out (at least one row each)."""
-    g = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    for offset, size in ((0, n_random), (n_random, n_concept)):
-        order = torch.randperm(size, generator=g) + offset
-        cut = size - max(1, round(holdout * size))
-        train.append(order[:cut])
-        test.append(order[cut:])
-    return torch.cat(train), torch.cat(test)
-
-
-def _cav(
-    concept: Tensor, random: Tensor, split: tuple[Tensor, Tensor], l2: float
-) -> tuple[Tensor, float]:
-    x = torch.cat([random, concept]).double()
-    y = torch.cat(
-        [torch.zeros(len(random), dtype=torch.long), torch.ones(len(concept), dtype=torch.long)]
-    ).to(x.device)
-    train, test = (s.to(x.device) for s in split)
-    w, b = _fit_logistic(x[train], y[train], l2)
-    accuracy = float((((x[test] @ w + b) > 0).long() == y[test]).double().mean())
-    return w / w.norm().clamp_min(torch.finfo(w.dtype).tiny), accuracy
-
-
-def concept_activation_vector(
-    concept: Tensor,
-    random: Tensor,
-    *,
-    seed: int = 0,
-    l2: float = 1e-2,
-    holdout: float = HOLDOUT,
-) -> tuple[Tensor, float, int]:
-    """The CAV separating ``concept`` ``(n, F)`` from ``random`` ``(m, F)`` activations.
-
-    L2-regularised logistic regression on the raw activations (module docstring), fitted
-    on a stratified share ``1 − holdout`` of the rows (``seed``). Deviation from the
-    paper's code: logistic loss solved exactly (its default is a hinge-loss SVM by SGD;
-    same penalty convention, ``alpha = l2``), and a held-out share of 0.3 (its 0.33).
-
-    Returns
-    -------
-    (Tensor, float, int)
-        The unit vector ``(F,)`` (float64) in raw activation space pointing to the
-        concept, the classifier's held-out accuracy and the number of held-out rows.
-    """
-    if concept.dim() != 2 or random.dim() != 2 or concept.shape[1] != random.shape[1]:
-        raise InvalidInputError(
-            f"concept and random must be (n, F) activations with the same F; got "
-            f"{tuple(concept.shape)} and {tuple(random.shape)}"
-        )
-    if not 0 < holdout < 1:
-        raise InvalidOptionError(f"holdout must be in (0, 1), got {holdout!r}")
-    split = _split(len(random), len(concept), holdout, seed)
-    direction, accuracy = _cav(concept, random, split, l2)
-    return direction, accuracy, len(split[1])
-
-
 def _rank_p(observed: float, null: Tensor, two_sided: bool) -> float:
     """Exact p-value of ``observed`` among ``null`` under exchangeability: the share of
     the ``K + 1`` values (``observed`` included) at least as extreme — by distance from
@@ -314,6 +194,107 @@ def _check(
     return n
 
 
+@dataclass(frozen=True, eq=False)
+class _At:
+    """Where concepts are tested: ``layer`` of ``module``, read ``batch_size`` rows at a time."""
+
+    module: nn.Module
+    layer: str
+    batch_size: int | None
+
+    def activations(self, inputs: Tensor) -> Tensor:
+        """``(n, F)`` float64: the raw flattened output (no pooling: module docstring)."""
+        return collect_activations(
+            self.module, inputs, self.layer, max_features=None, batch_size=self.batch_size
+        ).double()
+
+    def gradients(self, inputs: Tensor, target: int) -> Tensor:
+        return layer_gradients(self.module, inputs, self.layer, target, self.batch_size).double()
+
+
+@dataclass(frozen=True, eq=False)
+class _Scorer:
+    """Scores a set playing the concept, concept or null alike: against each run's
+    counterexamples ``counter[b]`` with the same split ``splits[b]``, one CAV and the share
+    of ``grads`` (the class inputs' gradients) with a positive derivative along it."""
+
+    counter: tuple[Tensor, ...]
+    splits: tuple[tuple[Tensor, Tensor], ...]
+    grads: Tensor
+    l2: float
+
+    def __call__(self, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(runs,)`` TCAV scores and ``(runs,)`` held-out CAV accuracies of ``acts``."""
+        scores, accuracy = [], []
+        for counter, split in zip(self.counter, self.splits):
+            cav, acc = fit_cav(acts, counter, split, self.l2)
+            scores.append(float((self.grads @ cav > 0).double().mean()))
+            accuracy.append(acc)
+        return torch.tensor(scores, dtype=torch.float64), torch.tensor(accuracy).double()
+
+
+def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[], None]:
+    """A tick that reports ``progress(done, total)`` one set further each call."""
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    return tick
+
+
+def _null_statistics(
+    at: _At, pool: Tensor, rows: Tensor, n: int, score: _Scorer, tick: Callable[[], None]
+) -> tuple[Tensor, Tensor]:
+    """``(null_sets, runs)`` scores and CAV accuracies of the null sets ``pool[rows]``,
+    ``n`` consecutive rows each; their activations are collected whole sets at a time,
+    about ``_CHUNK_ROWS`` rows per chunk (so the pool is never copied whole)."""
+    scores, accuracy = [], []
+    chunk = max(1, _CHUNK_ROWS // n) * n
+    for start in range(0, len(rows), chunk):
+        for acts in at.activations(pool[rows[start : start + chunk]]).split(n):
+            s, a = score(acts)
+            scores.append(s)
+            accuracy.append(a)
+            tick()
+    return torch.stack(scores), torch.stack(accuracy)
+
+
+def _tested(
+    name: str,
+    measured: tuple[Tensor, Tensor],
+    null: tuple[Tensor, Tensor],
+    *,
+    layer: str,
+    target: int,
+    examples: int,
+    alpha: float,
+    seed: int,
+    started: float,
+) -> TcavResult:
+    """One concept's result: its ``(scores, CAV accuracies)`` ranked among the null
+    sets' (:func:`_rank_p`)."""
+    (s, a), (z, za) = measured, null
+    return TcavResult(
+        concept=name,
+        layer=layer,
+        target=target,
+        examples=examples,
+        scores=s,
+        cav_accuracy=a,
+        null_scores=z,
+        null_cav_accuracy=za,
+        p_value=_rank_p(float(s.mean()), z.mean(dim=1), two_sided=True),
+        cav_p_value=_rank_p(float(a.mean()), za.mean(dim=1), two_sided=False),
+        alpha=alpha,
+        seed=seed,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def tcav_concepts(
     model: nn.Module | Any,
     layer: str,
@@ -333,75 +314,38 @@ def tcav_concepts(
     """TCAV of several concepts (same size) for class ``target`` at ``layer``, sharing one
     set of counterexamples and null sets — the null costs the same for one concept or
     many. Parameters as :func:`tcav`; ``concepts`` maps a name to its example inputs."""
-    from ..core.guard import unwrap_model as _unwrap
-
     started = time.perf_counter()
-    module = _unwrap(model, None)[0]
+    at = _At(unwrap_model(model, None)[0], layer, batch_size)
     n = _check(concepts, random_pool, runs, null_sets, alpha)
     order = torch.randperm(len(random_pool), generator=torch.Generator().manual_seed(seed))
     order = order.to(random_pool.device)
-
-    def activations(rows: Tensor) -> Tensor:
-        acts = collect_activations(
-            module, random_pool[rows], layer, max_features=None, batch_size=batch_size
-        )
-        return acts.double()
-
-    counter = activations(order[: runs * n]).split(n)
-    grads = layer_gradients(module, class_inputs, layer, target, batch_size).double()
-    grads = grads.to(counter[0].device)
-    # the same split per run for every set, concept or null: they are scored alike
-    splits = [_split(n, n, HOLDOUT, seed + b) for b in range(runs)]
-
-    def statistic(acts: Tensor) -> tuple[Tensor, Tensor]:
-        scores, accuracy = [], []
-        for b in range(runs):
-            cav, acc = _cav(acts, counter[b], splits[b], l2)
-            scores.append(float((grads @ cav > 0).double().mean()))
-            accuracy.append(acc)
-        return torch.tensor(scores, dtype=torch.float64), torch.tensor(accuracy).double()
-
-    total, done = len(concepts) + null_sets, 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    null_scores, null_accuracy = [], []
-    per_chunk = max(1, _CHUNK_ROWS // n)
-    for first in range(0, null_sets, per_chunk):
-        last = min(null_sets, first + per_chunk)
-        rows = order[(runs + first) * n : (runs + last) * n]
-        for acts in activations(rows).split(n):
-            s, a = statistic(acts)
-            null_scores.append(s)
-            null_accuracy.append(a)
-            tick()
-    z, za = torch.stack(null_scores), torch.stack(null_accuracy)
+    counter = at.activations(random_pool[order[: runs * n]]).split(n)
+    score = _Scorer(
+        counter,
+        # the same split per run for every set, concept or null: they are scored alike
+        tuple(stratified_split(n, n, HOLDOUT, seed + b) for b in range(runs)),
+        at.gradients(class_inputs, target).to(counter[0].device),
+        l2,
+    )
+    tick = _counter(progress, len(concepts) + null_sets)
+    null = _null_statistics(
+        at, random_pool, order[runs * n : (runs + null_sets) * n], n, score, tick
+    )
     results = []
     for name, examples in concepts.items():
-        acts = collect_activations(
-            module, examples, layer, max_features=None, batch_size=batch_size
-        ).double()
-        s, a = statistic(acts.to(grads.device))
+        measured = score(at.activations(examples).to(score.grads.device))
         tick()
         results.append(
-            TcavResult(
-                concept=name,
+            _tested(
+                name,
+                measured,
+                null,
                 layer=layer,
                 target=target,
                 examples=n,
-                scores=s,
-                cav_accuracy=a,
-                null_scores=z,
-                null_cav_accuracy=za,
-                p_value=_rank_p(float(s.mean()), z.mean(dim=1), two_sided=True),
-                cav_p_value=_rank_p(float(a.mean()), za.mean(dim=1), two_sided=False),
                 alpha=alpha,
                 seed=seed,
-                seconds=time.perf_counter() - started,
+                started=started,
             )
         )
     return tuple(results)

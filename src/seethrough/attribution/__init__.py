@@ -3,9 +3,9 @@
 # isort: skip_file
 # Import order is registration order, which is the order `method_names()` lists.
 
-from .run import CleanPass, PassContext, PassNeeds
-from .method import METHODS, Attribution, Method, method_names, register
-from .api import explain, explain_all, make_method
+from .run import PassContext
+from .method import Attribution, Method, method_names, register
+from .api import explain, make_method
 from .explanation import (
     CamExplanation,
     Details,
@@ -39,11 +39,9 @@ from .cams import (
 from .surrogate import KernelShap, KernelShapExplanation, Lime, LimeExplanation
 
 __all__ = [
-    "METHODS",
     "AblationCam",
     "Attribution",
     "Cam",
-    "CleanPass",
     "Details",
     "EigenCam",
     "ExpectedGradients",
@@ -75,12 +73,10 @@ __all__ = [
     "Occlusion",
     "OcclusionExplanation",
     "PassContext",
-    "PassNeeds",
     "PathExplanation",
     "Rise",
     "SmoothGrad",
     "explain",
-    "explain_all",
     "fuse_layers",
     "make_method",
     "method_names",

@@ -1,4 +1,5 @@
-"""The entry points: :func:`explain`, :func:`explain_all` and :func:`make_method`.
+"""The entry points: :func:`explain`, :func:`explain_all`, :func:`make_method` and
+:func:`route_options`.
 
 Options are routed here (with several methods, each option goes to the methods that
 have it) and validated once, against each method's declared fields (see
@@ -11,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, overload
+from dataclasses import dataclass
+from typing import Any, NamedTuple, overload
 
 import torch
 from torch import Tensor, nn
@@ -25,9 +27,9 @@ from ..core.versions import library_versions
 from ..errors import InvalidOptionError, check_option, integer, suggest
 from .explanation import Explanation
 from .method import METHODS, Attribution, Method
-from .run import NONFINITE_MODES, NonFiniteMode, PassContext, nonfinite_rows
+from .run import NONFINITE_MODES, NonFiniteMode, PassContext, PassNeeds, nonfinite_rows
 
-__all__ = ["explain", "explain_all", "make_method"]
+__all__ = ["explain", "explain_all", "make_method", "route_options"]
 
 FUSION_OPTIONS = ("layer_scale", "layer_fusion")
 
@@ -43,16 +45,44 @@ def make_method(name: str | Method, **options: Any) -> Method:
         an option value its declared check refuses (naming the method, the option,
         what it accepts and the value given).
     """
-    if isinstance(name, Method):
-        _check_option_names(type(name), options)
-        return dataclasses.replace(name, **options) if options else name
-    if not isinstance(name, str) or name not in METHODS:
-        raise InvalidOptionError(
-            f"unknown method {name!r}{suggest(str(name), METHODS)} (valid: {', '.join(METHODS)})"
-        )
-    cls = METHODS[name]
+    cls = _method_class(name)
     _check_option_names(cls, options)
+    if isinstance(name, Method):
+        return dataclasses.replace(name, **options) if options else name
     return cls(**options)
+
+
+def route_options(
+    methods: Sequence[str | Method], options: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Each of ``options`` to the ``methods`` that have it: one dict per method, in order.
+
+    Raises
+    ------
+    InvalidOptionError
+        An unknown method name, or an option that none of ``methods`` has (with close
+        matches and the options they have).
+    """
+    fields = [{f.name for f in dataclasses.fields(_method_class(m))} for m in methods]
+    known = sorted(set().union(*fields))
+    for key in options:
+        if key not in known:
+            raise InvalidOptionError(
+                f"no chosen method has an option {key!r}{suggest(key, known)} "
+                f"(options: {', '.join(known) or 'none'})"
+            )
+    return [{k: v for k, v in options.items() if k in names} for names in fields]
+
+
+def _method_class(method: str | Method) -> type[Method]:
+    if isinstance(method, Method):
+        return type(method)
+    if not isinstance(method, str) or method not in METHODS:
+        raise InvalidOptionError(
+            f"unknown method {method!r}{suggest(str(method), METHODS)} "
+            f"(valid: {', '.join(METHODS)})"
+        )
+    return METHODS[method]
 
 
 def _check_option_names(cls: type[Method], options: Mapping[str, Any]) -> None:
@@ -144,9 +174,8 @@ def explain(
     if not names:
         raise InvalidOptionError("no method given; name at least one")
     fusion = {k: options.pop(k) for k in FUSION_OPTIONS if k in options}
-    methods = [make_method(m, **_options_for(m, options, several)) for m in names]
-    if several:
-        _check_all_used(methods, options)
+    routed = route_options(names, options) if several else [options]
+    methods = [make_method(m, **o) for m, o in zip(names, routed, strict=True)]
     results = explain_all(
         methods,
         model,
@@ -186,78 +215,32 @@ def explain_all(
     once per layer and its maps are fused (``fusion``: ``layer_scale``,
     ``layer_fusion``; see :mod:`seethrough.attribution.cams.multilayer`).
     """
-    if not methods:
-        raise InvalidOptionError("no method given; name at least one")
-    check_option("explain", "seed", seed, integer(at_least=None))
-    check_option("explain", "nonfinite", nonfinite, NONFINITE_MODES)
+    _check_call(methods, seed, nonfinite)
     fusion = dict(fusion or {})
     split, groups = _split_layers(list(methods), fusion)
     module, labels, transform = unwrap_model(model, labels)
     x = check_inputs(inputs, module)
     parsed = parse_target(target, len(x), labels)
-    results: list[Explanation] = []
-    predicted: Tensor | None = None
     with guarded(module, [x.device]):
         ctx = PassContext(module, x.device, seed, batch_size, progress, layout, nonfinite)
         rows, parsed, image_index = _expand_topk(ctx, x, parsed)
-        needs = [m.clean_pass_needs(ctx, rows) for m in split]
-        sharing = [n for n in needs if n is not None]
-        layers = {n.layer for n in sharing if n.layer is not None}
-        shared = len(sharing) > 1 and len(layers) <= 1
-        shares = [
-            0 if shared and n is not None else m.planned_rows(len(rows))
-            for m, n in zip(split, needs)
-        ]
-        ctx.plan_rows(sum(shares) + (len(rows) if shared else 0))
-        shared_seconds = 0.0
-        if shared:
-            name = next(iter(layers), None)
-            started = time.perf_counter()
-            ctx.shared = ctx.clean_pass(
-                rows,
-                parsed,
-                input_grad=any(n.input_grad for n in sharing),
-                layer=(name, find_layer(module, name)) if name is not None else None,
-            )
-            shared_seconds = (time.perf_counter() - started) / len(sharing)
-            predicted = ctx.shared.predicted
-        for method, need, share in zip(split, needs, shares):
-            ctx.method = method.name
-            started, mark = time.perf_counter(), ctx.progress_mark()
-            result = method.attribute_rows(ctx, rows, parsed)
-            seconds = time.perf_counter() - started
-            ctx.settle(mark, share)
-            if shared and need is not None:
-                seconds += shared_seconds
-            predicted = predicted if predicted is not None else result.predicted
-            bad = nonfinite_rows(result.scores, result.values)
-            if bad:  # with "raise", the passes' own checks raised unless only the map is bad
-                ctx.check_finite(
-                    "the model's target score", "the clean forward pass", result.scores
-                )
-                ctx.check_finite("the attribution map", "the method's own passes", result.values)
-            steps = ctx.warn_nonfinite(bad)
-            common = dict(
-                method=method.name,
-                attributions=result.values.detach().contiguous(),
-                inputs=rows,
-                targets=result.indices.clone() if shared else result.indices,
-                scores=result.scores.clone() if shared else result.scores,
-                image_index=image_index.clone(),  # results never alias each other
-                resolution=method.resolution,
-                display=method.display,
-                settings=method.settings,
-                seed=seed,
-                class_names=tuple(labels) if labels is not None else None,
-                input_transform=transform,
-                versions=library_versions(),
-                seconds=seconds,
-                nonfinite_rows=tuple(bad),
-                nonfinite_steps=steps,
-            )
-            results.append(_result(method, result, common))
-    if predicted is not None:
-        results = [r.replace(predicted=predicted.clone()) for r in results]
+        call = _Call(rows, parsed, image_index, seed, labels, transform)
+        plan = _plan(ctx, split, rows)
+        extra = _run_shared_pass(ctx, plan, call)
+        results: list[Explanation] = []
+        found = [ctx.shared.predicted if ctx.shared is not None else None]
+        for method, planned, seconds in zip(split, plan.planned, extra):
+            result, predicted = _run(ctx, method, call, plan, planned, seconds)
+            results.append(result)
+            found.append(predicted)
+    return _fused(_with_predicted(results, found), groups, fusion)
+
+
+def _fused(
+    results: list[Explanation], groups: list[tuple[int, int, bool]] | None, fusion: dict[str, Any]
+) -> list[Explanation]:
+    """One explanation per method given: the results of a CAM run once per layer (the
+    ``groups`` of :func:`_split_layers`) fused into one."""
     if groups is None:
         return results
     # imported here: importing the cams package registers the CAMs, and the package's
@@ -267,10 +250,121 @@ def explain_all(
     return [fuse_layers(results[a:b], **fusion) if fused else results[a] for a, b, fused in groups]
 
 
-def _result(method: Method, result: Attribution, common: dict[str, Any]) -> Explanation:
-    """The method's explanation type, from the common fields and the method's details."""
+def _check_call(methods: Sequence[Method], seed: int, nonfinite: NonFiniteMode) -> None:
+    if not methods:
+        raise InvalidOptionError("no method given; name at least one")
+    check_option("explain", "seed", seed, integer(at_least=None))
+    check_option("explain", "nonfinite", nonfinite, NONFINITE_MODES)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What every explanation of one call shares: the rows (an image per top-k class),
+    their targets and images, and how they were made."""
+
+    rows: Tensor
+    target: Target
+    image_index: Tensor
+    seed: int
+    labels: Sequence[str] | None
+    transform: Any
+
+
+class _Plan(NamedTuple):
+    """Which methods read one shared clean pass (``shared``: several can, on at most one
+    ``layer``), and the rows planned for each method's own passes (for progress)."""
+
+    needs: list[PassNeeds | None]
+    planned: list[int]
+    shared: bool
+    layer: str | None
+
+
+def _plan(ctx: PassContext, methods: list[Method], rows: Tensor) -> _Plan:
+    needs = [m.clean_pass_needs(ctx, rows) for m in methods]
+    sharing = [n for n in needs if n is not None]
+    layers = {n.layer for n in sharing if n.layer is not None}
+    shared = len(sharing) > 1 and len(layers) <= 1
+    own = [
+        0 if shared and n is not None else m.planned_rows(len(rows)) for m, n in zip(methods, needs)
+    ]
+    ctx.plan_rows(sum(own) + (len(rows) if shared else 0))
+    return _Plan(needs, own, shared, next(iter(layers), None))
+
+
+def _run_shared_pass(ctx: PassContext, plan: _Plan, call: _Call) -> list[float]:
+    """Run the shared clean pass into ``ctx.shared`` (when the plan has one); each
+    method's share of its seconds (0 for the methods that do not read it)."""
+    sharing = [n for n in plan.needs if n is not None]
+    if not plan.shared:
+        return [0.0] * len(plan.needs)
+    started = time.perf_counter()
+    layer = (plan.layer, find_layer(ctx.model, plan.layer)) if plan.layer is not None else None
+    ctx.shared = ctx.clean_pass(
+        call.rows, call.target, input_grad=any(n.input_grad for n in sharing), layer=layer
+    )
+    seconds = (time.perf_counter() - started) / len(sharing)
+    return [0.0 if n is None else seconds for n in plan.needs]
+
+
+def _run(
+    ctx: PassContext, method: Method, call: _Call, plan: _Plan, planned: int, extra_seconds: float
+) -> tuple[Explanation, Tensor | None]:
+    """Run one method (``planned`` rows); its explanation, and the rows' top classes
+    when its own pass found them."""
+    ctx.method = method.name
+    started, mark = time.perf_counter(), ctx.progress_mark()
+    result = method.attribute_rows(ctx, call.rows, call.target)
+    seconds = time.perf_counter() - started + extra_seconds
+    ctx.settle(mark, planned)
+    bad = _nonfinite_rows(ctx, result)
+    ran = dict(seconds=seconds, nonfinite_rows=tuple(bad), nonfinite_steps=ctx.warn_nonfinite(bad))
+    return _explanation(method, result, call, plan.shared, ran), result.predicted
+
+
+def _nonfinite_rows(ctx: PassContext, result: Attribution) -> list[int]:
+    """The result's rows with a non-finite score or map; with ``nonfinite="raise"`` the
+    passes' own checks raised already, unless only the map is bad: raise for it here."""
+    bad = nonfinite_rows(result.scores, result.values)
+    if bad:
+        ctx.check_finite("the model's target score", "the clean forward pass", result.scores)
+        ctx.check_finite("the attribution map", "the method's own passes", result.values)
+    return bad
+
+
+def _explanation(
+    method: Method, result: Attribution, call: _Call, copied: bool, ran: Mapping[str, Any]
+) -> Explanation:
+    """The method's explanation type, from the call's fields, the method's, what the run
+    found (``ran``) and the method's details. With ``copied`` (a shared pass), the
+    targets and scores are copies: results never alias each other."""
     details = result.details.as_fields() if result.details is not None else {}
-    return method.result_type(**common, **details)
+    return method.result_type(
+        method=method.name,
+        attributions=result.values.detach().contiguous(),
+        inputs=call.rows,
+        targets=result.indices.clone() if copied else result.indices,
+        scores=result.scores.clone() if copied else result.scores,
+        image_index=call.image_index.clone(),
+        resolution=method.resolution,
+        display=method.display,
+        settings=method.settings,
+        seed=call.seed,
+        class_names=tuple(call.labels) if call.labels is not None else None,
+        input_transform=call.transform,
+        versions=library_versions(),
+        **ran,
+        **details,
+    )
+
+
+def _with_predicted(results: list[Explanation], found: list[Tensor | None]) -> list[Explanation]:
+    """Every result with the rows' top classes, from the first pass that found them
+    (the shared pass, then each method's in order)."""
+    predicted = next((p for p in found if p is not None), None)
+    if predicted is None:
+        return results
+    return [r.replace(predicted=predicted.clone()) for r in results]
 
 
 def _expand_topk(ctx: PassContext, x: Tensor, target: Target) -> tuple[Tensor, Target, Tensor]:
@@ -327,24 +421,3 @@ def _split_layers(
         groups.append((len(split), len(split) + len(layers), True))
         split.extend(dataclasses.replace(m, layer=name) for name in layers)  # type: ignore[call-arg]
     return split, groups
-
-
-def _fields(method: str | Method) -> set[str]:
-    cls = type(method) if isinstance(method, Method) else METHODS.get(method)
-    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
-
-
-def _options_for(method: str | Method, options: Mapping[str, Any], several: bool) -> dict[str, Any]:
-    if not several:
-        return dict(options)
-    fields = _fields(method)
-    return {k: v for k, v in options.items() if k in fields}
-
-
-def _check_all_used(methods: list[Method], options: Mapping[str, Any]) -> None:
-    known = set().union(*(_fields(m) for m in methods))
-    for key in options:
-        if key not in known:
-            raise InvalidOptionError(
-                f"no chosen method has an option {key!r}{suggest(key, sorted(known))}"
-            )

@@ -477,6 +477,6 @@ class IntegratedGradients(Method):
                 f"the completeness error fell below tolerance={self.tolerance} and the "
                 f"estimated map error below map_tolerance={self.map_tolerance}; see the "
                 "result's completeness_error and map_error, or raise steps",
-                stacklevel=5,
+                stacklevel=6,
             )
         return found

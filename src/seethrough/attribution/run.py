@@ -209,7 +209,7 @@ class PassContext:
             f"steps in nonfinite_steps and its non-finite rows {_listed(rows)} in "
             "nonfinite_rows",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         return steps
 

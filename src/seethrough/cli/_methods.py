@@ -1,7 +1,8 @@
-"""``--methods``, ``--set``, ``--layer`` and ``--target`` as text → what the library takes.
+"""``--methods``, ``--target``, ``--layer`` and ``--set`` as text → what the library takes.
 
-Parsing only: the library validates the values (:func:`seethrough.attribution.make_method`
-is the one validator of method options).
+Parsing only: the library routes and validates the options
+(:func:`seethrough.attribution.api.route_options` sends each to the methods that have it;
+:func:`seethrough.attribution.make_method` is the one validator of method options).
 """
 
 from __future__ import annotations
@@ -9,34 +10,79 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import InvalidOptionError, suggest
+from ._shared import Decorator, option_group
+
+if TYPE_CHECKING:
+    from ..attribution import Method
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
-target_option = click.option(
-    "--target",
-    default=None,
-    help="'predicted' (default), a class index or name, 'top3', or one per image "
-    "separated by commas.",
-)
-cam_layer_option = click.option(
-    "--layer",
-    default=None,
-    help="Layer for CAM methods (dotted name, see 'seethrough layers'); several, "
-    "separated by commas, are fused into one map (each scaled to max |value| 1, then averaged).",
-)
-set_option = click.option(
-    "--set",
-    "settings",
-    multiple=True,
-    metavar="[METHOD.]KEY=VALUE",
-    help="A method option, e.g. --set samples=20 or --set smoothgrad.samples=20 "
-    "(values are Python literals; anything else is a string).",
-)
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """``--methods``, ``--target``, ``--layer`` and ``--set`` of one command."""
+
+    methods: str
+    target: str | None
+    layer: str | None
+    settings: tuple[str, ...]
+
+    def resolve(self) -> Chosen:
+        """The configured methods and the target, checked before anything is loaded."""
+        from ..attribution import make_method
+
+        names = method_names(self.methods)
+        options = method_options(self.settings, names, self.layer)
+        methods = tuple(make_method(n, **options[n]) for n in names)
+        return Chosen(methods, options, target(self.target), layer_names(self.layer))
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What :class:`MethodChoice` stands for: the methods (with their options, also per
+    method name), the target (as ``parse_target`` takes it) and the ``--layer`` names."""
+
+    methods: tuple[Method, ...]
+    options: dict[str, dict[str, Any]]
+    target: Any
+    layers: list[str]
+
+
+def method_choice(default: str, text: str) -> Decorator:
+    """``--methods`` (default ``default``, help ``text``), ``--target``, ``--layer`` and
+    ``--set``, handed to the command as ``methods: MethodChoice``."""
+    return option_group(
+        MethodChoice,
+        "methods",
+        click.option("--methods", default=default, show_default=True, help=text),
+        click.option(
+            "--target",
+            default=None,
+            help="'predicted' (default), a class index or name, 'top3', or one per image "
+            "separated by commas.",
+        ),
+        click.option(
+            "--layer",
+            default=None,
+            help="Layer for CAM methods (dotted name, see 'seethrough layers'); several, "
+            "separated by commas, are fused into one map (each scaled to max |value| 1, "
+            "then averaged).",
+        ),
+        click.option(
+            "--set",
+            "settings",
+            multiple=True,
+            metavar="[METHOD.]KEY=VALUE",
+            help="A method option, e.g. --set samples=20 or --set smoothgrad.samples=20 "
+            "(values are Python literals; anything else is a string).",
+        ),
+    )
 
 
 def method_names(text: str) -> list[str]:
@@ -100,47 +146,40 @@ def method_options(
         if dot:
             per_method[scope][option] = value  # the method's validator judges the name
             continue
-        takers = [m for m in names if option in _options_of(m)]
-        if not takers:
-            valid = sorted({f for m in names for f in _options_of(m)})
-            raise InvalidOptionError(
-                f"--set {item!r}: no chosen method has an option {option!r}"
-                f"{suggest(option, valid)} (options: {', '.join(valid) or 'none'})"
-            )
-        for m in takers:
-            per_method[m][option] = value
-    _add_layer(per_method, layer)
+        try:
+            _route(per_method, option, value)
+        except InvalidOptionError as error:
+            raise InvalidOptionError(f"--set {item!r}: {error}") from None
+    if layer is not None:
+        _add_layer(per_method, layer_names(layer))
     return per_method
 
 
-def _add_layer(per_method: dict[str, dict[str, Any]], layer: str | None) -> None:
-    if layer is None:
-        return
-    takers = [m for m in per_method if "layer" in _options_of(m)]
-    if not takers:
-        from ..attribution import method_names
+def _route(per_method: dict[str, dict[str, Any]], option: str, value: Any) -> None:
+    """``option=value`` to every method of ``per_method`` that has the option."""
+    from ..attribution.api import route_options
 
-        cams = [m for m in method_names() if "layer" in _options_of(m)]
+    for name, routed in zip(per_method, route_options(list(per_method), {option: value})):
+        per_method[name].update(routed)
+
+
+def _add_layer(per_method: dict[str, dict[str, Any]], layers: list[str]) -> None:
+    try:
+        _route(per_method, "layer", layers if len(layers) > 1 else layers[0])
+    except InvalidOptionError:
+        from ..attribution import method_names
+        from ..attribution.api import route_options
+
+        every = method_names()
+        cams = [m for m, o in zip(every, route_options(every, {"layer": layers})) if o]
         raise InvalidOptionError(
             f"--layer is only used by CAM methods ({', '.join(cams)}), and none is among --methods"
-        )
-    layers = layer_names(layer)
-    for m in takers:
-        per_method[m]["layer"] = layers if len(layers) > 1 else layers[0]
+        ) from None
 
 
 def layer_names(layer: str | None) -> list[str]:
     """``--layer`` → its layer names (none when not given)."""
     return [] if layer is None else [part.strip() for part in layer.split(",")]
-
-
-def _options_of(method: str) -> list[str]:
-    """The option names of the registered method ``method``."""
-    import dataclasses
-
-    from ..attribution import METHODS
-
-    return [f.name for f in dataclasses.fields(METHODS[method])]
 
 
 def target(text: str | None) -> Any:

@@ -1,5 +1,9 @@
-"""What the commands share: their options (each defined once), loading the model and the
-images, and progress bars.
+"""What the commands share: their options (one set per concept, each defined once),
+loading the model and the images, and running a job with progress bars.
+
+A command is wiring: its option sets arrive as one value each (``model: ModelChoice``,
+``output: OutputChoice``, ``images: ImageChoice``); it loads with :func:`load_inputs` or
+:func:`load_net` and hands the library's job to :func:`run_job`.
 
 Nothing here imports torch at module level: ``seethrough --help`` must stay instant.
 """
@@ -7,16 +11,18 @@ Nothing here imports torch at module level: ``seethrough --help`` must stay inst
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from ..errors import InvalidOptionError, WeightsOnlyError
+from ..errors import InvalidOptionError
 
 if TYPE_CHECKING:
     from click.termui import ProgressBar
@@ -24,7 +30,7 @@ if TYPE_CHECKING:
     from ..data import LoadedImage
     from ..models import LoadedModel
 
-F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[Any], Any]
 
 JobProgress = Callable[[str, int, int], None]
 """``progress(step_name, done, planned)``, as the jobs call it."""
@@ -36,35 +42,68 @@ seed_option = click.option(
     type=int,
     help="Seed of everything random (image i of a random method draws from seed + i).",
 )
-batch_option = click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Most rows per forward pass (default: adapt to memory).",
-)
-recursive_option = click.option(
-    "--recursive", is_flag=True, help="Also load images in subfolders of folders."
-)
 layer_option = click.option(
     "--layer", required=True, help="Dotted layer name (see 'seethrough layers')."
 )
 
 
-def output_options(default: str) -> Callable[[F], F]:
-    """``--out`` (default ``default``), ``--force`` and ``-q/--quiet``."""
+def steps_option(text: str = "Optimizer steps.") -> Decorator:
+    """``--steps`` of an optimisation (the library's default when not given)."""
+    return count_option("--steps", text)
 
-    def decorate(func: F) -> F:
-        func = click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes.")(func)
-        func = click.option(
-            "--force",
-            is_flag=True,
-            help="Replace the results in an existing output folder (once the run succeeded).",
-        )(func)
-        return click.option(
-            "--out", default=default, show_default=True, type=click.Path(), help="Output folder."
-        )(func)
+
+def lr_option(text: str = "Adam lr.") -> Decorator:
+    """``--lr`` of an optimisation (the library's default when not given)."""
+    return click.option(
+        "--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=text
+    )
+
+
+def count_option(name: str, text: str, default: int | None = None, least: int = 1) -> Decorator:
+    """An integer option, at least ``least`` (not given: ``default``; ``None``, the
+    library's default)."""
+    return click.option(
+        name,
+        default=default,
+        show_default=default is not None,
+        type=click.IntRange(min=least),
+        help=text,
+    )
+
+
+def choice_option(name: str, values: Sequence[str], text: str) -> Decorator:
+    """An option that takes one of ``values``; the first is the default."""
+    return click.option(
+        name, type=click.Choice(values), default=values[0], show_default=True, help=text
+    )
+
+
+batch_option = count_option(
+    "--batch-size", "Most rows per forward pass (default: adapt to memory)."
+)
+
+
+def option_group(make: type[Any], name: str, *options: Decorator) -> Decorator:
+    """Add ``options`` to a command and hand their values to it as one argument,
+    ``name=make(**values)`` (each option's parameter name is a field of the dataclass
+    ``make``)."""
+    fields = [f.name for f in dataclasses.fields(make)]
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {field: kwargs.pop(field) for field in fields}
+            return func(*args, **kwargs, **{name: make(**values)})
+
+        for option in reversed(options):
+            command = option(command)
+        return command
 
     return decorate
+
+
+def _file_option(name: str, text: str) -> Decorator:
+    return click.option(name, type=click.Path(dir_okay=False), default=None, help=text)
 
 
 @dataclass(frozen=True)
@@ -98,71 +137,89 @@ class ModelChoice:
             )
 
 
-_MODEL_FIELDS = ("model_spec", "weights", "factory", "labels_file", "allow_pickle", "device")
+_MODEL_HELP = (
+    "Built-in name, TorchScript/state-dict/safetensors file, 'package.module:object', "
+    "'torchvision:NAME' or 'timm:NAME'."
+)
+_MODEL_DETAILS = (
+    _file_option("--weights", "State dict or safetensors file for the model."),
+    click.option(
+        "--factory",
+        default=None,
+        help="'package.module:callable' that builds the model for --weights "
+        "(modules in the current folder are found).",
+    ),
+    _file_option("--labels", "UTF-8 text file of class names, one per line."),
+    click.option(
+        "--allow-pickle",
+        is_flag=True,
+        help="Allow loading plain pickles (runs code from the file: trusted files only).",
+    ),
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        metavar="DEVICE",
+        help="Where the model runs: auto (CUDA when available), cpu, cuda or cuda:N.",
+    ),
+)
 
 
-def model_options(
-    default: str = "efficientnet-lite0", model_help: str | None = None
-) -> Callable[[F], F]:
+def model_options(default: str = "efficientnet-lite0", model_help: str = _MODEL_HELP) -> Decorator:
     """``--model`` (default ``default``), ``--weights``, ``--factory``, ``--labels``,
     ``--allow-pickle`` and ``--device``, handed to the command as ``model: ModelChoice``."""
-    options = [
+    spec = click.option("--model", "spec", default=default, show_default=True, help=model_help)
+    return option_group(ModelChoice, "model", spec, *_MODEL_DETAILS)
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """``--out``, ``--force`` and ``--quiet`` of one command."""
+
+    out: str
+    force: bool
+    quiet: bool
+
+    def check(self) -> None:
+        """Refuse an unusable ``--out`` before any work (the jobs check it again)."""
+        from ..report.output import OutputFolder
+
+        OutputFolder(self.out, self.force)
+
+
+def output_options(default: str) -> Decorator:
+    """``--out`` (default ``default``), ``--force`` and ``-q/--quiet``, handed to the
+    command as ``output: OutputChoice``."""
+    return option_group(
+        OutputChoice,
+        "output",
         click.option(
-            "--model",
-            "model_spec",
-            default=default,
-            show_default=True,
-            help=model_help
-            or "Built-in name, TorchScript/state-dict/safetensors file, "
-            "'package.module:object', 'torchvision:NAME' or 'timm:NAME'.",
+            "--out", default=default, show_default=True, type=click.Path(), help="Output folder."
         ),
         click.option(
-            "--weights",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="State dict or safetensors file for the model.",
-        ),
-        click.option(
-            "--factory",
-            default=None,
-            help="'package.module:callable' that builds the model for --weights "
-            "(modules in the current folder are found).",
-        ),
-        click.option(
-            "--labels",
-            "labels_file",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="UTF-8 text file of class names, one per line.",
-        ),
-        click.option(
-            "--allow-pickle",
+            "--force",
             is_flag=True,
-            help="Allow loading plain pickles (runs code from the file: trusted files only).",
+            help="Replace the results in an existing output folder (once the run succeeded).",
         ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            metavar="DEVICE",
-            help="Where the model runs: auto (CUDA when available), cpu, cuda or cuda:N.",
-        ),
-    ]
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes."),
+    )
 
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def command(*args: Any, **kwargs: Any) -> Any:
-            spec, weights, factory, labels, allow_pickle, device = (
-                kwargs.pop(name) for name in _MODEL_FIELDS
-            )
-            model = ModelChoice(spec, weights, factory, labels, allow_pickle, device)
-            return func(*args, model=model, **kwargs)
 
-        for option in reversed(options):
-            command = option(command)
-        return command  # type: ignore[return-value]
+@dataclass(frozen=True)
+class ImageChoice:
+    """The ``IMAGES`` argument and ``--recursive`` of one command."""
 
-    return decorate
+    images: tuple[str, ...]
+    recursive: bool
+
+
+image_options = option_group(
+    ImageChoice,
+    "images",
+    click.argument("images", nargs=-1),
+    click.option("--recursive", is_flag=True, help="Also load images in subfolders of folders."),
+)
+"""``IMAGES`` and ``--recursive``, handed to the command as ``images: ImageChoice``."""
 
 
 def resolve_device(text: str) -> str:
@@ -198,13 +255,6 @@ def resolve_device(text: str) -> str:
     return str(device)
 
 
-def check_output(out: str, force: bool) -> None:
-    """Refuse an unusable ``--out`` before any work (the jobs check it again)."""
-    from ..report.output import OutputFolder
-
-    OutputFolder(out, force)
-
-
 @contextlib.contextmanager
 def _current_folder_importable() -> Iterator[None]:
     """Modules in the current folder are importable while the model loads, as with
@@ -221,52 +271,100 @@ def _current_folder_importable() -> Iterator[None]:
                 sys.path.remove(folder)
 
 
-def load_net(model: ModelChoice, layers: Sequence[str] = ()) -> LoadedModel:
-    """Load the model ``model`` describes and check that it has ``layers``."""
+def load_net(
+    model: ModelChoice, layers: Sequence[str] = (), output: OutputChoice | None = None
+) -> LoadedModel:
+    """Check the model options and ``output`` before anything is loaded, then load the
+    model ``model`` describes and check that it has ``layers``."""
+    _check(model, output)
+    return _load(model, layers)
+
+
+def load_inputs(
+    images: ImageChoice,
+    model: ModelChoice,
+    output: OutputChoice,
+    *,
+    layers: Sequence[str] = (),
+    target: Any = None,
+) -> tuple[list[LoadedImage], LoadedModel]:
+    """Check the model options and ``--out``, load the images (none given: the bundled
+    photos) and the model, then check the layer names and the target against the model
+    — all before any real work."""
+    from ..core.targets import parse_target
+    from ..data import DEFAULT_SAMPLES, load_images
+
+    _check(model, output)
+    paths = list(images.images) or [f"sample:{s}" for s in DEFAULT_SAMPLES]
+    loaded = load_images(paths, recursive=images.recursive)
+    net = _load(model, layers)
+    if target is not None:
+        parse_target(target, len(loaded), net.labels)
+    return loaded, net
+
+
+def _check(model: ModelChoice, output: OutputChoice | None) -> None:
+    model.check()
+    if output is not None:
+        output.check()
+
+
+def _load(model: ModelChoice, layers: Sequence[str]) -> LoadedModel:
+    """The model, loaded with errors that name the command's flags (``--model``,
+    ``--weights``, ``--factory``), checked to have ``layers``."""
     from ..core.layers import find_layer
     from ..models import load_model
+    from ..models.zoo import argument_names
 
-    model.check()
-    try:
-        with _current_folder_importable():
-            net = load_model(
-                model.spec,
-                weights=model.weights,
-                factory=model.factory,
-                labels=model.labels,
-                device=resolve_device(model.device),
-                allow_pickle=model.allow_pickle,
-            )
-    except WeightsOnlyError as error:
-        raise InvalidOptionError(
-            f"--model {model.spec!r} holds only weights (a state dict); pass --factory "
-            "'package.module:callable' that builds the model"
-        ) from error
+    flags = argument_names(spec="--model {}", weights="--weights {}", factory="--factory {}")
+    with _current_folder_importable(), flags:
+        net = load_model(
+            model.spec,
+            weights=model.weights,
+            factory=model.factory,
+            labels=model.labels,
+            device=resolve_device(model.device),
+            allow_pickle=model.allow_pickle,
+        )
     for name in layers:
         find_layer(net.module, name)
     return net
 
 
-def load_inputs(
-    images: Sequence[str],
-    model: ModelChoice,
-    *,
-    recursive: bool = False,
-    layers: Sequence[str] = (),
-    target: Any = None,
-) -> tuple[list[LoadedImage], LoadedModel]:
-    """Load ``images`` (none given: the bundled photos) and the model, then check the layer
-    names and the target against the model — before any real work."""
-    from ..core.targets import parse_target
-    from ..data import DEFAULT_SAMPLES, load_images
+class _Written(Protocol):
+    """What a job returns: the folder it wrote and the files in it."""
 
-    loaded = load_images(
-        list(images) or [f"sample:{s}" for s in DEFAULT_SAMPLES], recursive=recursive
-    )
-    net = load_net(model, layers)
-    if target is not None:
-        parse_target(target, len(loaded), net.labels)
-    return loaded, net
+    @property
+    def out(self) -> Path: ...
+
+    @property
+    def files(self) -> Sequence[str]: ...
+
+
+J = TypeVar("J", bound=_Written)
+
+
+def run_job(
+    output: OutputChoice,
+    job: Callable[..., J],
+    *args: Any,
+    bars: bool = True,
+    notes: Callable[[J], Iterable[str]] | None = None,
+    opens: str | None = None,
+    **kwargs: Any,
+) -> J:
+    """``job(*args, out=..., force=..., progress=..., **kwargs)`` with a progress bar per
+    step on stderr (``bars``: the job reports progress; none with ``--quiet``), then the
+    job's ``notes`` on stderr (not with ``--quiet``) and ``wrote N files to OUT`` on stdout
+    (with the file it ``opens``)."""
+    with progress_bars(bars and not output.quiet) as progress:
+        reporting = {"progress": progress} if bars else {}
+        done = job(*args, out=Path(output.out), force=output.force, **reporting, **kwargs)
+    for line in notes(done) if notes is not None and not output.quiet else ():
+        click.echo(line, err=True)
+    shown = f" (open {done.out / opens})" if opens is not None else ""
+    click.echo(f"wrote {len(done.files)} files to {done.out}{shown}")
+    return done
 
 
 class _Bars:

@@ -3,26 +3,31 @@ the work is in :mod:`seethrough.jobs.anatomy`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import InvalidOptionError
 from ._shared import (
     ModelChoice,
+    OutputChoice,
     batch_option,
-    check_output,
+    count_option,
     load_net,
     model_options,
     output_options,
-    progress_bars,
+    run_job,
     seed_option,
 )
 
+if TYPE_CHECKING:
+    from ..jobs.anatomy import AnatomyJobResult
+
 __all__ = ["anatomy_command"]
 
-FASHION = "fashion-mnist"
+FASHION = "fashion-mnist"  # the built-in dataset that jobs.anatomy.labelled_data knows
 
 
 def _concepts(values: tuple[str, ...]) -> dict[str, str]:
@@ -54,32 +59,17 @@ def _class_index(text: str | None, labels: Any) -> int | None:
     show_default=True,
     help="'fashion-mnist' (its test set) or a folder with one subfolder of images per class.",
 )
-@click.option(
-    "--limit",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Use the first N images of the data.",
-)
+@count_option("--limit", "Use the first N images of the data.")
 @click.option(
     "--modules",
     default=None,
     help="Comma-separated module names (default: the network's blocks).",
 )
 @click.option("--no-sweep", is_flag=True, help="Skip the per-channel ablation sweeps.")
-@click.option(
-    "--sweep-size",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images used by the channel sweeps.",
-)
+@count_option("--sweep-size", "Images used by the channel sweeps.", default=2000)
 @click.option("--no-probes", is_flag=True, help="Skip the linear probes.")
-@click.option(
-    "--probe-size",
-    default=5000,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Images used by the probes (a quarter held out).",
+@count_option(
+    "--probe-size", "Images used by the probes (a quarter held out).", default=5000, least=2
 )
 @click.option(
     "--concept",
@@ -90,13 +80,7 @@ def _class_index(text: str | None, labels: Any) -> int | None:
 )
 @click.option("--concept-class", default=None, help="Class whose TCAV scores are computed.")
 @click.option("--concept-layer", default=None, help="Layer where concepts are tested.")
-@click.option(
-    "--runs",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Random sets per concept test.",
-)
+@count_option("--runs", "Random sets per concept test.", default=10, least=2)
 @seed_option
 @batch_option
 @output_options("seethrough-anatomy")
@@ -107,72 +91,47 @@ def anatomy_command(
     limit: int | None,
     modules: str | None,
     no_sweep: bool,
-    sweep_size: int,
     no_probes: bool,
-    probe_size: int,
     concepts: tuple[str, ...],
     concept_class: str | None,
     concept_layer: str | None,
-    runs: int,
-    seed: int,
-    batch_size: int | None,
-    out: str,
-    force: bool,
-    quiet: bool,
+    output: OutputChoice,
     model: ModelChoice,
+    **settings: Any,  # --sweep-size, --probe-size, --runs, --seed, --batch-size: as given
 ) -> None:
     """What each module does: ablation (whole and per channel, per class), gradient
     sensitivity, linear probes against raw-pixel and random-network baselines, and TCAV
     for given concepts. Writes anatomy.json, anatomy.png and a card per module."""
-    from ..jobs.anatomy import LabelledData, labelled_folder, run_anatomy
+    from ..jobs.anatomy import labelled_data, run_anatomy
 
     named = _concepts(concepts)
-    check_output(out, force)
     if data != FASHION and not Path(data).is_dir():
         raise InvalidOptionError(
             f"--data {data!r}: not '{FASHION}' and not a folder of class subfolders"
         )
     wanted = [m.strip() for m in modules.split(",")] if modules else None
-    net = load_net(model, [*(wanted or []), *([concept_layer] if concept_layer else [])])
+    net = load_net(model, [*(wanted or []), *([concept_layer] if concept_layer else [])], output)
     index = _class_index(concept_class, net.labels)
-    if data == FASHION:
-        from ..data.fashion_mnist import load_fashion_mnist
+    run_job(
+        output,
+        run_anatomy,
+        net,
+        labelled_data(net, data, limit),
+        modules=wanted,
+        channel_sweep=not no_sweep,
+        probes=not no_probes,
+        concepts=named,
+        concept_class=index,
+        concept_layer=concept_layer,
+        notes=_findings,
+        **settings,
+    )
 
-        test = load_fashion_mnist("test")
-        device = next((p.device for p in net.module.parameters()), None)
-        source = LabelledData(test.inputs(0, limit).to(device), test.labels[:limit], FASHION)
-    else:
-        source = labelled_folder(net, data)
-        source = LabelledData(source.inputs[:limit], source.labels[:limit], source.source)
-    with progress_bars(not quiet) as progress:
-        done = run_anatomy(
-            net,
-            source,
-            Path(out),
-            modules=wanted,
-            channel_sweep=not no_sweep,
-            sweep_size=sweep_size,
-            probes=not no_probes,
-            probe_size=probe_size,
-            concepts=named,
-            concept_class=index,
-            concept_layer=concept_layer,
-            runs=runs,
-            seed=seed,
-            batch_size=batch_size,
-            force=force,
-            progress=progress,
-        )
-    if not quiet:
-        for card in done.result.cards:
-            probe = f", probe {card.probe.test_accuracy:.3f}" if card.probe else ""
-            click.echo(
-                f"{card.name}: ablated, accuracy drops {card.accuracy_drop:.3f}{probe}", err=True
-            )
-        for t in done.concepts:
-            verdict = "significant" if t.significant else "not significant"
-            click.echo(
-                f"concept {t.concept}: TCAV {t.mean:.2f} (p = {t.p_value:.3g}, {verdict})",
-                err=True,
-            )
-    click.echo(f"wrote {len(done.files)} files to {done.out}")
+
+def _findings(done: AnatomyJobResult) -> Iterator[str]:
+    for card in done.result.cards:
+        probe = f", probe {card.probe.test_accuracy:.3f}" if card.probe else ""
+        yield f"{card.name}: ablated, accuracy drops {card.accuracy_drop:.3f}{probe}"
+    for t in done.concepts:
+        verdict = "significant" if t.significant else "not significant"
+        yield f"concept {t.concept}: TCAV {t.mean:.2f} (p = {t.p_value:.3g}, {verdict})"

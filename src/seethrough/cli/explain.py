@@ -3,22 +3,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from . import _methods
+from ._methods import MethodChoice, method_choice
 from ._shared import (
+    ImageChoice,
     ModelChoice,
+    OutputChoice,
     batch_option,
-    check_output,
+    image_options,
     load_inputs,
     model_options,
     output_options,
-    progress_bars,
-    recursive_option,
+    run_job,
     seed_option,
 )
+
+if TYPE_CHECKING:
+    from ..jobs.explain import ExplainResult
 
 __all__ = ["DEFAULT_METHODS", "explain_command"]
 
@@ -31,37 +36,25 @@ DEFAULT_METHODS = (
 
 
 @click.command("explain")
-@click.argument("images", nargs=-1)
 @model_options()
-@click.option(
-    "--methods",
-    default=DEFAULT_METHODS,
-    show_default=True,
-    help="Comma-separated method names, or 'all' (see 'seethrough methods'). The default "
+@method_choice(
+    DEFAULT_METHODS,
+    "Comma-separated method names, or 'all' (see 'seethrough methods'). The default "
     "is every gradient method; perturbation methods (occlusion, rise, ...) run the model "
     "hundreds of times per image.",
 )
-@_methods.target_option
-@_methods.cam_layer_option
-@_methods.set_option
 @seed_option
 @batch_option
-@recursive_option
+@image_options
 @output_options("seethrough-out")
 def explain_command(
     *,
-    images: tuple[str, ...],
+    images: ImageChoice,
     model: ModelChoice,
-    methods: str,
-    target: str | None,
-    layer: str | None,
-    settings: tuple[str, ...],
+    methods: MethodChoice,
     seed: int,
     batch_size: int | None,
-    recursive: bool,
-    out: str,
-    force: bool,
-    quiet: bool,
+    output: OutputChoice,
 ) -> None:
     """Explain IMAGES (files, folders, or sample:NAME; default: bundled photos).
 
@@ -69,35 +62,25 @@ def explain_command(
     into --out. Fast methods are written first; the folder always holds a complete
     report (summary.json's "pending" lists the methods still running).
     """
-    from ..attribution import make_method
     from ..jobs.explain import run_explain
 
-    # Everything that can be checked cheaply is checked before any image or model is loaded.
-    names = _methods.method_names(methods)
-    options = _methods.method_options(settings, names, layer)
-    chosen = [make_method(n, **options[n]) for n in names]
-    wanted = _methods.target(target)
-    model.check()
-    check_output(out, force)
-
-    layers = _methods.layer_names(layer)
-    loaded, net = load_inputs(images, model, recursive=recursive, layers=layers, target=wanted)
-    with progress_bars(not quiet) as progress:
-        result = run_explain(
-            net,
-            loaded,
-            chosen,
-            Path(out),
-            target=wanted,
-            seed=seed,
-            batch_size=batch_size,
-            force=force,
-            progress=progress,
-        )
-    if not quiet:
-        for ex in result.explanations:
-            if getattr(ex, "layer", None):
-                click.echo(f"{ex.method}: layer {ex.layer}", err=True)  # type: ignore[attr-defined]
-    click.echo(
-        f"wrote {len(result.files)} files to {result.out} (open {result.out / 'index.html'})"
+    chosen = methods.resolve()  # checked before any image or model is loaded
+    loaded, net = load_inputs(images, model, output, layers=chosen.layers, target=chosen.target)
+    run_job(
+        output,
+        run_explain,
+        net,
+        loaded,
+        chosen.methods,
+        target=chosen.target,
+        seed=seed,
+        batch_size=batch_size,
+        notes=_layers_used,
+        opens="index.html",
     )
+
+
+def _layers_used(result: ExplainResult) -> Iterator[str]:
+    for ex in result.explanations:
+        if getattr(ex, "layer", None):
+            yield f"{ex.method}: layer {ex.layer}"  # type: ignore[attr-defined]

@@ -31,7 +31,8 @@ def methods_command() -> None:
     """List the attribution methods and their options."""
     import dataclasses
 
-    from ..attribution import METHODS, method_names
+    from ..attribution import method_names
+    from ..attribution.method import METHODS
     from ..jobs.explain import method_summary
 
     for name in method_names():

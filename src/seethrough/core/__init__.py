@@ -1,11 +1,11 @@
 """The one place that touches the user's model: guard, hooks, rules, targets, passes."""
 
 from .budget import Budget
-from .guard import check_inputs, guarded
+from .guard import guarded
 from .hooks import HookSet, LayerCapture
-from .layers import default_cam_layer, find_layer, trace_layers
+from .layers import find_layer, trace_layers
 from .rules import RectifierRule
-from .targets import Target, logits_of, parse_target
+from .targets import Target, logits_of
 
 __all__ = [
     "Budget",
@@ -13,11 +13,8 @@ __all__ = [
     "LayerCapture",
     "RectifierRule",
     "Target",
-    "check_inputs",
-    "default_cam_layer",
     "find_layer",
     "guarded",
     "logits_of",
-    "parse_target",
     "trace_layers",
 ]

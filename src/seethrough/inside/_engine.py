@@ -1,5 +1,7 @@
-"""Shared machinery of the optimisation methods: the model, its captured forward pass,
-per-row generators and option checks.
+"""Shared machinery of the optimisation methods (:func:`~seethrough.inside.maximize`,
+:func:`~seethrough.inside.dream`, :func:`~seethrough.inside.invert`): the model, its guarded
+and captured forward pass, per-row generators, the Adam loop, progress, option checks and the
+metadata every result records.
 
 :class:`CapturedForward` runs the model with one :class:`~seethrough.core.LayerCapture` per
 layer an objective needs, all owned by the caller's :class:`~seethrough.core.HookSet`. When
@@ -11,29 +13,41 @@ no objective reads the model's output, the pass stops right after the last neede
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import torch
 from torch import Tensor, nn
 
-from ..core.guard import model_device
+from ..core.guard import guarded, model_device
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
 from ..core.targets import logits_of
+from ..core.versions import library_versions
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
-from .objectives import Captured
+from .objectives import Captured, Objective
+from .param import Normalization
 
 __all__ = [
     "CapturedForward",
+    "Options",
+    "RunRecord",
+    "adam_descent",
+    "check_batch_size",
     "check_count",
     "check_positive",
     "check_seed",
     "freeze",
     "generators",
+    "guarded_forward",
     "model_dtype",
+    "progress_counter",
     "resolve_device",
+    "run_record",
     "unwrap",
 ]
 
@@ -90,6 +104,11 @@ def check_count(value: object, what: str, minimum: int = 1) -> int:
     return value
 
 
+def check_batch_size(value: object) -> int | None:
+    """``None`` (let the budget choose) or an integer ≥ 1."""
+    return None if value is None else check_count(value, "batch_size")
+
+
 def check_positive(value: object, what: str, *, zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not zero):  # type: ignore[operator]
@@ -101,6 +120,99 @@ def check_positive(value: object, what: str, *, zero: bool = False) -> float:
 def freeze(settings: Mapping[str, Any]) -> Mapping[str, Any]:
     """Settings as a read-only mapping of plain values."""
     return MappingProxyType(dict(settings))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Checked options of an optimiser. Its fields, in order, are the settings its result
+    records, except the normalisation (recorded last, as ``normalize``: its description) and
+    the fields named in ``not_settings``."""
+
+    normalization: Normalization
+    not_settings: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        skip = {"normalization", *self.not_settings}
+        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        return {**found, "normalize": self.normalization.describe()}
+
+
+class RunRecord(TypedDict):
+    """What every optimisation result records about its call (unpacked into its fields)."""
+
+    settings: Mapping[str, Any]
+    seed: int
+    seconds: float
+    versions: Mapping[str, str]
+
+
+def run_record(settings: Mapping[str, Any], seed: int, started: float) -> RunRecord:
+    """The call's frozen settings, its seed, the seconds since ``started``
+    (``time.perf_counter()``) and the library versions."""
+    return RunRecord(
+        settings=freeze(settings),
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        versions=library_versions(),
+    )
+
+
+def progress_counter(
+    progress: Callable[[int, int], None] | None, total: int
+) -> Callable[[int], None]:
+    """``advance(n)``: ``n`` more row-steps are done; reports ``progress(done, total)``
+    (``done`` capped at ``total``: a chunk retried after running out of memory counts
+    twice)."""
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(min(done, total), total)
+
+    return advance
+
+
+def adam_descent(
+    tensors: Sequence[Tensor],
+    loss: Callable[[int], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    advance: Callable[[int], None],
+    decay: bool = False,
+    project: Callable[[], object] | None = None,
+) -> Tensor:
+    """Minimise the per-row ``loss(step)`` ``(R,)`` over ``tensors`` with Adam (Kingma & Ba
+    2015); the rows' losses are summed, so each row gets its own gradient.
+
+    ``decay`` lowers the learning rate linearly to 0 over the steps; ``project()`` runs
+    without gradients after each update (e.g. clamping pixels). Returns the trace
+    ``(steps, R)``: each row's loss before each update.
+    """
+    optimizer = torch.optim.Adam(tensors, lr=lr)
+    schedule = (
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
+        if decay
+        else None
+    )
+    trace = []
+    for step in range(steps):
+        value = loss(step)
+        trace.append(value.detach())
+        grads = torch.autograd.grad(value.sum(), tensors)
+        for tensor, grad in zip(tensors, grads):
+            tensor.grad = grad
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        if project is not None:
+            with torch.no_grad():
+                project()
+        advance(len(value))
+    return torch.stack(trace)
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
@@ -208,3 +320,27 @@ class CapturedForward:
 
 def _raise_stop(module: nn.Module, inputs: object, output: object) -> None:
     raise _Stop
+
+
+@contextmanager
+def guarded_forward(
+    module: nn.Module,
+    device: torch.device,
+    layers: Sequence[str],
+    *,
+    needs_output: bool,
+    example: Callable[[], Tensor],
+    objectives: Sequence[Objective] = (),
+) -> Iterator[CapturedForward]:
+    """The model's :class:`CapturedForward` pass for one block, inside
+    :func:`~seethrough.core.guarded` with one :class:`~seethrough.core.HookSet` (closed when
+    the block ends or raises). ``example()`` (made inside the guard) is the probe input;
+    every term of ``objectives`` is checked against the layers' shapes."""
+    with guarded(module, [device]), HookSet() as hooks:
+        forward = CapturedForward(
+            module, layers, hooks, needs_output=needs_output, example=example()
+        )
+        for objective in objectives:
+            for _, term in objective.terms:
+                term.check(forward.shapes)
+        yield forward

@@ -23,28 +23,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
-from ..core.guard import check_inputs, guarded
-from ..core.hooks import HookSet
-from ..core.versions import library_versions
+from ..core.guard import check_inputs
 from ..errors import InvalidOptionError
 from ._engine import (
     CapturedForward,
+    Options,
+    check_batch_size,
     check_count,
     check_positive,
     check_seed,
-    freeze,
     generators,
+    guarded_forward,
+    progress_counter,
+    run_record,
     unwrap,
 )
 from .objectives import Objective, Plan, as_objective, compile_objectives, layer_objective
-from .param import Normalization, resolve_normalization
+from .param import resolve_normalization
 
 __all__ = ["DreamResult", "dream"]
 
@@ -109,15 +111,15 @@ def _roll(images: Tensor, shifts: Tensor) -> Tensor:
     )
 
 
-@dataclass(frozen=True)
-class _Dream:
+@dataclass(frozen=True, kw_only=True)
+class _Dream(Options):
     objective: Objective
-    normalization: Normalization
     octaves: int
     octave_scale: float
     steps: int
     lr: float
     jitter: int
+    not_settings: ClassVar[tuple[str, ...]] = ("objective",)
 
 
 def dream(
@@ -175,9 +177,7 @@ def dream(
     x = check_inputs(inputs, module)
     seed = check_seed(seed)
     options = _Dream(
-        objective=layer_objective(objective)
-        if isinstance(objective, str)
-        else as_objective(objective),
+        objective=_objective(objective),
         normalization=resolve_normalization(normalize, preprocess),
         octaves=check_count(octaves, "octaves"),
         octave_scale=_check_scale(octave_scale),
@@ -185,34 +185,61 @@ def dream(
         lr=check_positive(lr, "lr"),
         jitter=check_count(jitter, "jitter", 0),
     )
-    if batch_size is not None:
-        check_count(batch_size, "batch_size")
+    batch_size = check_batch_size(batch_size)
     with torch.inference_mode(False):  # a caller's inference mode must not reach our tensors
         original = options.normalization.invert(x)
-        dreamed = torch.empty_like(original)
-        traces = original.new_empty(options.octaves * options.steps, len(x))
     sizes = octave_sizes(x.shape[2], x.shape[3], options.octaves, options.octave_scale)
-    seeds = [seed + i for i in range(len(x))]
-    limit = len(x) if options.objective.couples_rows else batch_size
-    total = len(x) * options.octaves * options.steps
-    done = [0]
+    dreamed, traces = _dream_all(module, options, original, sizes, seed, batch_size, progress)
+    return DreamResult(
+        images=dreamed,
+        inputs=options.normalization(dreamed),
+        original=original,
+        objective=options.objective.name,
+        traces=traces,
+        sizes=tuple(sizes),
+        **run_record(options.settings, seed, started),
+    )
 
-    def advance(count: int) -> None:
-        done[0] += count
-        if progress is not None:
-            progress(min(done[0], total), total)
 
-    with guarded(module, [x.device]), HookSet() as hooks:
-        example = options.normalization(_resize(original[:1], sizes[0]))
-        forward = CapturedForward(
-            module,
-            sorted(options.objective.layers),
-            hooks,
-            needs_output=options.objective.needs_output,
-            example=example,
-        )
-        for _, term in options.objective.terms:
-            term.check(forward.shapes)
+def _objective(objective: str | Objective) -> Objective:
+    """A layer name means its mean square (the notebook's L2 objective)."""
+    return layer_objective(objective) if isinstance(objective, str) else as_objective(objective)
+
+
+def _check_scale(value: object) -> float:
+    scale = check_positive(value, "octave_scale")
+    if scale <= 1.0:
+        raise InvalidOptionError(f"octave_scale must be > 1, got {value!r}")
+    return scale
+
+
+def _dream_all(
+    module: nn.Module,
+    options: _Dream,
+    original: Tensor,
+    sizes: Sequence[tuple[int, int]],
+    seed: int,
+    batch_size: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[Tensor, Tensor]:
+    """Dream every row of ``original`` (pixel space) in chunks that fit, inside the model
+    guard; row ``i`` draws its jitter from seed ``seed + i``. Returns the dreamed images and
+    the traces ``(octaves × steps, N)``."""
+    count = len(original)
+    with torch.inference_mode(False):
+        dreamed = torch.empty_like(original)
+        traces = original.new_empty(options.octaves * options.steps, count)
+    seeds = [seed + i for i in range(count)]
+    limit = count if options.objective.couples_rows else batch_size  # coupled rows: one batch
+    advance = progress_counter(progress, count * options.octaves * options.steps)
+    with guarded_forward(
+        module,
+        original.device,
+        sorted(options.objective.layers),
+        needs_output=options.objective.needs_output,
+        example=lambda: options.normalization(_resize(original[:1], sizes[0])),
+        objectives=[options.objective],
+    ) as forward:
 
         def chunk(start: int, stop: int) -> None:
             images, trace = _dream_rows(
@@ -221,34 +248,8 @@ def dream(
             dreamed[start:stop] = images
             traces[:, start:stop] = trace
 
-        Budget(limit, x.device, layout="contiguous").run(len(x), chunk)
-    settings = {
-        "octaves": options.octaves,
-        "octave_scale": options.octave_scale,
-        "steps": options.steps,
-        "lr": options.lr,
-        "jitter": options.jitter,
-        "normalize": options.normalization.describe(),
-    }
-    return DreamResult(
-        images=dreamed,
-        inputs=options.normalization(dreamed),
-        original=original,
-        objective=options.objective.name,
-        traces=traces,
-        sizes=tuple(sizes),
-        settings=freeze(settings),
-        seed=seed,
-        seconds=time.perf_counter() - started,
-        versions=library_versions(),
-    )
-
-
-def _check_scale(value: object) -> float:
-    scale = check_positive(value, "octave_scale")
-    if scale <= 1.0:
-        raise InvalidOptionError(f"octave_scale must be > 1, got {value!r}")
-    return scale
+        Budget(limit, original.device, layout="contiguous").run(count, chunk)
+    return dreamed, traces
 
 
 def _dream_rows(

@@ -37,21 +37,25 @@ import torch
 from torch import Tensor, nn
 
 from ..core.budget import Budget
-from ..core.guard import check_inputs, guarded
-from ..core.hooks import HookSet
-from ..core.versions import library_versions
+from ..core.guard import check_inputs
 from ..errors import InvalidOptionError, LayerError
 from ._engine import (
     CapturedForward,
+    Options,
+    RunRecord,
+    adam_descent,
+    check_batch_size,
     check_count,
     check_positive,
     check_seed,
-    freeze,
     generators,
+    guarded_forward,
+    progress_counter,
+    run_record,
     unwrap,
 )
 from .objectives import total_variation_of
-from .param import Normalization, resolve_normalization
+from .param import resolve_normalization
 
 __all__ = ["InversionResult", "LayerInversions", "invert", "invert_layers"]
 
@@ -124,9 +128,8 @@ class LayerInversions:
         ]
 
 
-@dataclass(frozen=True)
-class _Options:
-    normalization: Normalization
+@dataclass(frozen=True, kw_only=True)
+class _Options(Options):
     steps: int
     lr: float
     tv_weight: float
@@ -134,6 +137,15 @@ class _Options:
     alpha: float
     alpha_weight: float
     noise: float
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Every row's reconstruction; row ``l · N + n`` inverts image ``n`` at layer ``l``."""
+
+    images: Tensor
+    traces: Tensor
+    feature_error: Tensor
 
 
 def invert(
@@ -241,24 +253,44 @@ def invert_layers(
         alpha_weight=check_positive(alpha_weight, "alpha_weight", zero=True),
         noise=check_positive(noise, "noise", zero=True),
     )
-    if batch_size is not None:
-        check_count(batch_size, "batch_size")
-    count, rows = len(x), len(names) * len(x)
+    batch_size = check_batch_size(batch_size)
     with torch.inference_mode(False):  # a caller's inference mode must not reach our tensors
         original = options.normalization.invert(x)
-        found = original.new_empty(rows, *original.shape[1:])
-        losses = original.new_empty(options.steps, rows)
-        feature_error = original.new_empty(rows)
-    total = rows * options.steps
-    done = [0]
+    found = _invert_all(module, x, original, names, options, seed, batch_size, progress)
+    pixel_error = _pixel_error(found.images, original.repeat(len(names), 1, 1, 1))
+    record = run_record(options.settings, seed, started)
+    return LayerInversions(
+        layers=tuple(names),
+        results=_results(names, options, original, found, pixel_error, record),
+        feature_error=found.feature_error.reshape(len(names), len(x)),
+        pixel_error=pixel_error.reshape(len(names), len(x)),
+        seconds=record["seconds"],
+    )
 
-    def advance(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress(min(done[0], total), total)
 
-    with guarded(module, [x.device]), HookSet() as hooks:
-        forward = CapturedForward(module, names, hooks, needs_output=False, example=x[:1])
+def _invert_all(
+    module: nn.Module,
+    x: Tensor,
+    original: Tensor,
+    names: Sequence[str],
+    options: _Options,
+    seed: int,
+    batch_size: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> _Found:
+    """Invert every image of ``x`` from every layer, in chunks of rows that fit, inside the
+    model guard; ``original`` is ``x`` in pixel space."""
+    count, rows = len(x), len(names) * len(x)
+    with torch.inference_mode(False):
+        found = _Found(
+            images=original.new_empty(rows, *original.shape[1:]),
+            traces=original.new_empty(options.steps, rows),
+            feature_error=original.new_empty(rows),
+        )
+    advance = progress_counter(progress, rows * options.steps)
+    with guarded_forward(
+        module, x.device, names, needs_output=False, example=lambda: x[:1]
+    ) as forward:
         with torch.no_grad():
             captured = forward(x, original)
             targets = {name: captured.layers[name].detach() for name in names}
@@ -269,48 +301,37 @@ def invert_layers(
             images, trace, errors = _invert_rows(
                 forward, options, original, targets, layer_of, image_of, seed, advance
             )
-            found[start:stop] = images
-            losses[:, start:stop] = trace
-            feature_error[start:stop] = errors
+            found.images[start:stop] = images
+            found.traces[:, start:stop] = trace
+            found.feature_error[start:stop] = errors
 
         Budget(batch_size, x.device, layout="contiguous").run(rows, chunk)
-    pixel_error = _pixel_error(found, original.repeat(len(names), 1, 1, 1))
-    settings = freeze(
-        {
-            "steps": options.steps,
-            "lr": options.lr,
-            "tv_weight": options.tv_weight,
-            "tv_beta": options.tv_beta,
-            "alpha": options.alpha,
-            "alpha_weight": options.alpha_weight,
-            "noise": options.noise,
-            "normalize": options.normalization.describe(),
-        }
-    )
-    seconds = time.perf_counter() - started
-    versions = library_versions()
-    results = tuple(
+    return found
+
+
+def _results(
+    names: Sequence[str],
+    options: _Options,
+    original: Tensor,
+    found: _Found,
+    pixel_error: Tensor,
+    record: RunRecord,
+) -> tuple[InversionResult, ...]:
+    """One result per layer: its block of ``len(original)`` rows."""
+    count = len(original)
+    blocks = [slice(i * count, (i + 1) * count) for i in range(len(names))]
+    return tuple(
         InversionResult(
             layer=name,
-            images=found[i * count : (i + 1) * count],
-            inputs=options.normalization(found[i * count : (i + 1) * count]),
+            images=found.images[rows],
+            inputs=options.normalization(found.images[rows]),
             original=original,
-            feature_error=feature_error[i * count : (i + 1) * count],
-            pixel_error=pixel_error[i * count : (i + 1) * count],
-            traces=losses[:, i * count : (i + 1) * count],
-            settings=settings,
-            seed=seed,
-            seconds=seconds,
-            versions=versions,
+            feature_error=found.feature_error[rows],
+            pixel_error=pixel_error[rows],
+            traces=found.traces[:, rows],
+            **record,
         )
-        for i, name in enumerate(names)
-    )
-    return LayerInversions(
-        layers=tuple(names),
-        results=results,
-        feature_error=feature_error.reshape(len(names), count),
-        pixel_error=pixel_error.reshape(len(names), count),
-        seconds=seconds,
+        for name, rows in zip(names, blocks)
     )
 
 
@@ -358,34 +379,37 @@ def _invert_rows(
     index = torch.tensor(image_of, device=original.device)
     start_image = original.index_select(0, index)
     means = _channel_means(start_image)
-    spread = start_image.flatten(1).std(dim=1).reshape(-1, 1, 1, 1)
-    noise = torch.stack(
-        [
-            torch.randn(original.shape[1:], generator=g)
-            for g in generators([seed + n for n in image_of])
-        ]
-    ).to(dtype=original.dtype, device=original.device)
-    pixels = (means + options.noise * spread * noise).requires_grad_(True)
+    noisy = _noisy_start(start_image, means, options.noise, [seed + n for n in image_of])
+    pixels = noisy.requires_grad_(True)
     groups = _groups(layer_of, index, targets)
-    optimizer = torch.optim.Adam([pixels], lr=options.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / options.steps)
-    trace = []
-    for _ in range(options.steps):
+
+    def loss(step: int) -> Tensor:
         captured = forward(options.normalization(pixels), pixels)
-        loss = _feature_loss(captured.layers, groups, len(pixels)) + _priors(pixels, means, options)
-        trace.append(loss.detach())
-        (grad,) = torch.autograd.grad(loss.sum(), pixels)
-        pixels.grad = grad
-        optimizer.step()
-        schedule.step()
-        if options.normalization.known:
-            with torch.no_grad():
-                pixels.clamp_(0.0, 1.0)
-        advance(len(pixels))
+        return _feature_loss(captured.layers, groups, len(pixels)) + _priors(pixels, means, options)
+
+    trace = adam_descent(
+        [pixels],
+        loss,
+        steps=options.steps,
+        lr=options.lr,
+        advance=advance,
+        decay=True,
+        project=(lambda: pixels.clamp_(0.0, 1.0)) if options.normalization.known else None,
+    )
     with torch.no_grad():
         captured = forward(options.normalization(pixels), pixels)
         errors = _feature_loss(captured.layers, groups, len(pixels)).sqrt()
-    return pixels.detach(), torch.stack(trace), errors
+    return pixels.detach(), trace, errors
+
+
+def _noisy_start(images: Tensor, means: Tensor, noise: float, seeds: Sequence[int]) -> Tensor:
+    """The mean colours ``means`` plus Gaussian noise of ``noise`` times each image's standard
+    deviation; row ``r`` draws its noise with seed ``seeds[r]``."""
+    spread = images.flatten(1).std(dim=1).reshape(-1, 1, 1, 1)
+    draws = torch.stack([torch.randn(images.shape[1:], generator=g) for g in generators(seeds)]).to(
+        dtype=images.dtype, device=images.device
+    )
+    return means + noise * spread * draws
 
 
 @dataclass(frozen=True)

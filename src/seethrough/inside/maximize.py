@@ -36,19 +36,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
-from ..core.guard import guarded
-from ..core.hooks import HookSet
-from ..core.versions import library_versions
 from ..errors import InvalidOptionError
 from ._engine import (
     CapturedForward,
+    adam_descent,
+    check_batch_size,
     check_count,
     check_positive,
     check_seed,
     freeze,
     generators,
+    guarded_forward,
     model_dtype,
+    progress_counter,
     resolve_device,
+    run_record,
     unwrap,
 )
 from .objectives import Objective, as_objective, compile_objectives, gram_matrices
@@ -238,9 +240,7 @@ def _setup(model: Any, objective: object, options: Mapping[str, Any]) -> _Setup:
     channels = _channels(module, preprocess, options["channels"])
     normalization = resolve_normalization(options["normalize"], preprocess)
     normalization.check_channels(channels)
-    batch_size = options["batch_size"]
-    if batch_size is not None:
-        check_count(batch_size, "batch_size")
+    batch_size = check_batch_size(options["batch_size"])
     objectives = _objectives(objective)
     settings = {
         "param": options["param"],
@@ -311,39 +311,42 @@ def _optimize(
             kept=[],
         )
     layers = setup.layers + ([keep] if keep and keep not in setup.layers else [])
-    needs_output = setup.needs_output or keep == ""
-    limit = setup.batch_size
-    if setup.couples_rows:
-        if limit is not None and limit < rows:
-            raise InvalidOptionError(
-                f"diversity compares the {rows} images with each other, so they run as one "
-                f"batch; batch_size={limit} is too small (leave it as None)"
-            )
-        limit = rows
-    done = [0]
-
-    def advance(count: int) -> None:
-        done[0] += count
-        if progress is not None:
-            progress(min(done[0], rows * setup.steps), rows * setup.steps)
-
-    with guarded(setup.module, [setup.device]), HookSet() as hooks:
-        size = setup.pipeline.output_size(setup.size)
-        example = setup.model_input(
-            torch.full((1, setup.channels, *size), 0.5, dtype=setup.dtype, device=setup.device)
-        )
-        forward = CapturedForward(
-            setup.module, layers, hooks, needs_output=needs_output, example=example
-        )
-        for objective in setup.objectives:
-            for _, term in objective.terms:
-                term.check(forward.shapes)
-        budget = Budget(limit, setup.device, layout="contiguous")
-        budget.run(
+    limit = _row_limit(setup)
+    advance = progress_counter(progress, rows * setup.steps)
+    with guarded_forward(
+        setup.module,
+        setup.device,
+        layers,
+        needs_output=setup.needs_output or keep == "",
+        example=lambda: _grey(setup),
+        objectives=setup.objectives,
+    ) as forward:
+        Budget(limit, setup.device, layout="contiguous").run(
             rows,
             lambda start, stop: _chunk(setup, forward, seeds, start, stop, out, keep, advance),
         )
     return out
+
+
+def _grey(setup: _Setup) -> Tensor:
+    """One mid-grey model input of the size the optimiser's passes use."""
+    size = setup.pipeline.output_size(setup.size)
+    grey = torch.full((1, setup.channels, *size), 0.5, dtype=setup.dtype, device=setup.device)
+    return setup.model_input(grey)
+
+
+def _row_limit(setup: _Setup) -> int | None:
+    """Most rows per chunk: the user's ``batch_size``, or all rows when an objective couples
+    them (then a smaller ``batch_size`` is an error)."""
+    rows, limit = len(setup.objectives), setup.batch_size
+    if not setup.couples_rows:
+        return limit
+    if limit is not None and limit < rows:
+        raise InvalidOptionError(
+            f"diversity compares the {rows} images with each other, so they run as one "
+            f"batch; batch_size={limit} is too small (leave it as None)"
+        )
+    return rows
 
 
 def _chunk(
@@ -370,26 +373,21 @@ def _chunk(
     )
     uniforms = setup.pipeline.draw(gens, setup.steps)
     plan = compile_objectives(setup.objectives[start:stop], setup.device, setup.dtype)
-    optimizer = torch.optim.Adam(param.tensors, lr=setup.lr)
-    traces = []
     with torch.no_grad():
         initial = plan(_evaluate(setup, forward, param()))
-    for step in range(setup.steps):
+
+    def loss(step: int) -> Tensor:  # minus the scores: Adam descends
         image = param()
         transformed = setup.pipeline(image, uniforms[:, step])
-        scores = plan(forward(setup.model_input(transformed), image))
-        traces.append(scores.detach())
-        grads = torch.autograd.grad(-scores.sum(), param.tensors)
-        for tensor, grad in zip(param.tensors, grads):
-            tensor.grad = grad
-        optimizer.step()
-        advance(stop - start)
+        return -plan(forward(setup.model_input(transformed), image))
+
+    trace = -adam_descent(param.tensors, loss, steps=setup.steps, lr=setup.lr, advance=advance)
     with torch.no_grad():
         final_images = param()
         captured = _evaluate(setup, forward, final_images)
         final = plan(captured)
     out.images[start:stop] = final_images.cpu()
-    out.traces[:, start:stop] = torch.stack(traces).cpu()
+    out.traces[:, start:stop] = trace.cpu()
     out.initial[start:stop] = initial.cpu()
     out.final[start:stop] = final.cpu()
     if keep is not None:
@@ -413,10 +411,7 @@ def _visualization(
         initial_values=out.initial,
         values=out.final,
         seeds=tuple(int(s) for s in seeds),
-        settings=setup.settings,
-        seed=seed,
-        seconds=time.perf_counter() - started,
-        versions=library_versions(),
+        **run_record(setup.settings, seed, started),
     )
 
 
@@ -535,7 +530,7 @@ def evaluate(
     Tensor
         ``(K,)`` on the CPU.
     """
-    module, _ = unwrap(model)
+    unwrap(model)  # a wrong model is reported before wrong images
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise InvalidOptionError("images must be a (K, C, H, W) tensor of pixels in [0, 1]")
     found = _objectives(objective)
@@ -548,14 +543,14 @@ def evaluate(
     options["channels"] = images.shape[1]
     setup = _setup(model, list(found), options)
     pixels = images.detach().to(dtype=setup.dtype, device=setup.device)
-    with guarded(module, [setup.device]), HookSet() as hooks:
-        example = setup.model_input(setup.pipeline.frame(pixels[:1]))
-        forward = CapturedForward(
-            module, setup.layers, hooks, needs_output=setup.needs_output, example=example
-        )
-        for one in setup.objectives:
-            for _, term in one.terms:
-                term.check(forward.shapes)
+    with guarded_forward(
+        setup.module,
+        setup.device,
+        setup.layers,
+        needs_output=setup.needs_output,
+        example=lambda: setup.model_input(setup.pipeline.frame(pixels[:1])),
+        objectives=setup.objectives,
+    ) as forward:
         plan = compile_objectives(setup.objectives, setup.device, setup.dtype)
         with torch.no_grad():
             return plan(_evaluate(setup, forward, pixels)).cpu()

@@ -19,9 +19,17 @@ from ..report.output import OutputFolder, file_stems
 from ..report.serialize import write_json
 from ..viz import plot_anatomy, plot_card, save_figure
 
-__all__ = ["ANATOMY", "AnatomyJobResult", "LabelledData", "labelled_folder", "run_anatomy"]
+__all__ = [
+    "ANATOMY",
+    "AnatomyJobResult",
+    "LabelledData",
+    "labelled_data",
+    "labelled_folder",
+    "run_anatomy",
+]
 
 ANATOMY = "anatomy.json"
+_FASHION_MNIST = "fashion-mnist"
 JobProgress = Callable[[str, int, int], None]
 
 
@@ -68,6 +76,23 @@ def labelled_folder(net: LoadedModel, folder: str | os.PathLike[str]) -> Labelle
     if not xs:
         raise InvalidInputError(f"{root} has no class subfolders (expected {root}/<class>/…)")
     return LabelledData(torch.cat(xs), torch.cat(ys), str(root))
+
+
+def labelled_data(
+    net: LoadedModel, data: str | os.PathLike[str], limit: int | None = None
+) -> LabelledData:
+    """The first ``limit`` images (all when ``None``) of ``data``, on the model's device:
+    ``"fashion-mnist"``, its test set (as the Fashion-MNIST CNN takes it), or a folder of
+    class subfolders (see :func:`labelled_folder`)."""
+    if data == _FASHION_MNIST:
+        from ..data.fashion_mnist import load_fashion_mnist
+
+        test = load_fashion_mnist("test")
+        found = LabelledData(test.inputs(0, limit), test.labels[:limit], _FASHION_MNIST)
+    else:
+        found = labelled_folder(net, data)
+    device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
+    return LabelledData(found.inputs[:limit].to(device), found.labels[:limit], found.source)
 
 
 def _concepts(

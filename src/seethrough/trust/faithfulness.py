@@ -39,7 +39,7 @@ metric                 definition                                           bett
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,10 @@ from ..errors import InvalidInputError, InvalidOptionError
 __all__ = [
     "SCORES",
     "TIES",
+    "InfidelityResult",
+    "InvarianceResult",
     "MetricResult",
+    "RoadResult",
     "aopc",
     "deletion",
     "input_invariance",
@@ -82,24 +85,54 @@ REPLACEMENTS = ("uniform", *BASELINES)  # AOPC
 class MetricResult:
     """One metric for one explanation.
 
-    ``scores`` ``(N,)`` per image; ``curve`` ``(N, K)`` at ``x_values`` ``(K,)`` for curve
-    metrics (ROAD: ``(N, 2, K)``, MoRF then LeRF); ``higher_is_better`` is ``None`` where
-    direction depends on the variant (ROAD: see ``extra``).
+    ``scores`` ``(N,)`` per image, better as ``higher_is_better`` says, within
+    ``value_range``; ``curve`` ``(N, K)`` at ``x_values`` ``(K,)`` for curve metrics
+    (ROAD: ``(N, 2, K)``, MoRF then LeRF). Metrics with more to report return a subclass
+    with named fields (:class:`RoadResult`, :class:`InfidelityResult`,
+    :class:`InvarianceResult`, the localisation results).
     """
 
     metric: str
     method: str
     scores: Tensor
-    higher_is_better: bool | None
+    higher_is_better: bool
     value_range: tuple[float, float]
     reference: str
     settings: Mapping[str, Any]
     curve: Tensor | None = None
     x_values: Tensor | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def mean(self) -> float:
+        """The mean score over the images that have one (NaN-safe)."""
         return float(self.scores.nanmean())
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RoadResult(MetricResult):
+    """:func:`road`'s result: ``morf`` and ``lerf`` ``(N,)`` are each image's mean score
+    with the most / least relevant pixels imputed (``scores`` = ``lerf − morf``);
+    ``correct`` ``(N, 2, P)`` bool whether each imputed image is still classified as its
+    target (argmax), MoRF then LeRF, per percentage."""
+
+    morf: Tensor
+    lerf: Tensor
+    correct: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InfidelityResult(MetricResult):
+    """:func:`infidelity`'s result: ``beta`` ``(N,)`` the rescaling of each image's map
+    (the optimal one, or 1 with ``rescale=False``)."""
+
+    beta: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InvarianceResult(MetricResult):
+    """:func:`input_invariance`'s result: ``invariant`` ``(N,)`` bool, whether each
+    image's score is at most the ``tolerance``."""
+
+    invariant: Tensor
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -167,6 +200,25 @@ def _softmax(logits: Tensor) -> Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=1)
 
 
+def _logits(
+    model: nn.Module,
+    rows: Callable[[int, int], Tensor],
+    total: int,
+    batch_size: int | None,
+    device: torch.device,
+) -> Tensor:
+    """The model's logits for each of ``total`` rows, in chunks, under the guard."""
+    with guarded(model, [device]):
+        return forward_logits(model, rows, total, Budget(batch_size, device))
+
+
+def _pick(logits: Tensor, classes: Tensor, score: str) -> Tensor:
+    """The ``score`` (``"probability"`` or ``"logit"``) of ``classes[r]`` in each row."""
+    if score == "probability":
+        logits = _softmax(logits)
+    return logits.gather(1, classes[:, None].to(logits.device))[:, 0]
+
+
 def _target_scores(
     model: nn.Module,
     rows: Callable[[int, int], Tensor],
@@ -177,11 +229,29 @@ def _target_scores(
     device: torch.device,
 ) -> Tensor:
     """The score of ``classes[r]`` for each of ``total`` rows, under the guard."""
-    with guarded(model, [device]):
-        logits = forward_logits(model, rows, total, Budget(batch_size, device))
-    if score == "probability":
-        logits = _softmax(logits)
-    return logits.gather(1, classes[:, None].to(logits.device))[:, 0]
+    return _pick(_logits(model, rows, total, batch_size, device), classes, score)
+
+
+@dataclass(frozen=True)
+class _Removal:
+    """The options deletion, insertion, AOPC and ROAD share: how pixels are ranked
+    (``absolute``, ``ties``, ``seed``) and how the target is read (``score``, in chunks
+    of ``batch_size`` rows)."""
+
+    absolute: bool
+    score: str
+    ties: str
+    seed: int
+    batch_size: int | None
+
+    def pixel_ranks(self, ex: Explanation) -> Tensor:
+        """``(N, H, W)`` rank of each pixel of the explanation's maps (:func:`pixel_ranks`)."""
+        return pixel_ranks(_maps(ex), self.absolute, ties=self.ties, seed=self.seed)
+
+    def settings(self, **own: Any) -> dict[str, Any]:
+        """A result's settings: the metric's ``own``, then the shared ones."""
+        shared = {"absolute": self.absolute, "score": self.score, "ties": self.ties}
+        return {**own, **shared, "seed": self.seed}
 
 
 # ------------------------------------------------------------------ deletion / insertion
@@ -190,23 +260,20 @@ def _target_scores(
 def _auc_curve(
     model: nn.Module,
     ex: Explanation,
-    *,
     insert: bool,
     steps: int,
     baseline: BaselineLike,
-    absolute: bool,
-    score: str,
-    ties: str,
-    seed: int,
-    batch_size: int | None,
+    shared: _Removal,
 ) -> tuple[Tensor, Tensor]:
+    """``(N, steps + 1)`` target scores as the most relevant pixels are removed
+    (inserted), at the fractions ``(steps + 1,)`` of pixels changed."""
     _check_explanation(ex)
-    _check_score(score)
+    _check_score(shared.score)
     if not isinstance(steps, int) or steps < 1:
         raise InvalidOptionError(f"steps must be a positive integer, got {steps!r}")
     x = ex.inputs
     base = make_baseline(baseline, x, kinds=BASELINES)
-    ranks = pixel_ranks(_maps(ex), absolute, ties=ties, seed=seed)
+    ranks = shared.pixel_ranks(ex)
     pixels = ranks[0].numel()
     fractions = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     counts = (fractions * pixels).round().long().to(x.device)
@@ -221,52 +288,31 @@ def _auc_curve(
         return torch.where(chosen, base[image], x[image])
 
     classes = ex.targets.repeat_interleave(k)
-    curve = _target_scores(model, rows, len(x) * k, classes, score, batch_size, x.device)
-    curve = curve.reshape(len(x), k).double().cpu()
-    return curve, fractions
+    curve = _target_scores(
+        model, rows, len(x) * k, classes, shared.score, shared.batch_size, x.device
+    )
+    return curve.reshape(len(x), k).double().cpu(), fractions
 
 
 def _auc_metric(
     name: str,
     model: nn.Module,
     explanation: Explanation,
-    *,
     steps: int,
     baseline: BaselineLike,
-    absolute: bool,
-    score: str,
-    ties: str,
-    seed: int,
-    batch_size: int | None,
+    shared: _Removal,
 ) -> MetricResult:
+    """Deletion or insertion (``name``): the AUC of :func:`_auc_curve`."""
     insert = name == "insertion"
-    curve, fractions = _auc_curve(
-        model,
-        explanation,
-        insert=insert,
-        steps=steps,
-        baseline=baseline,
-        absolute=absolute,
-        score=score,
-        ties=ties,
-        seed=seed,
-        batch_size=batch_size,
-    )
+    curve, fractions = _auc_curve(model, explanation, insert, steps, baseline, shared)
     return MetricResult(
         name,
         explanation.method,
         torch.trapezoid(curve, fractions, dim=1),
         insert,
-        (0.0, 1.0) if score == "probability" else (-np.inf, np.inf),
+        (0.0, 1.0) if shared.score == "probability" else (-np.inf, np.inf),
         "Petsiuk et al. (2018), RISE, BMVC",
-        {
-            "steps": steps,
-            "baseline": str(baseline),
-            "absolute": absolute,
-            "score": score,
-            "ties": ties,
-            "seed": seed,
-        },
+        shared.settings(steps=steps, baseline=str(baseline)),
         curve,
         fractions,
     )
@@ -293,18 +339,8 @@ def deletion(
     its code leaves the order to ``np.argsort``), or in raster order (``ties="raster"``);
     see the module docstring.
     """
-    return _auc_metric(
-        "deletion",
-        model,
-        explanation,
-        steps=steps,
-        baseline=baseline,
-        absolute=absolute,
-        score=score,
-        ties=ties,
-        seed=seed,
-        batch_size=batch_size,
-    )
+    shared = _Removal(absolute, score, ties, seed, batch_size)
+    return _auc_metric("deletion", model, explanation, steps, baseline, shared)
 
 
 def insertion(
@@ -321,18 +357,8 @@ def insertion(
 ) -> MetricResult:
     """Insertion AUC: start from ``baseline`` (a blurred copy by default) and insert the
     most relevant pixels of the image first. Ties and ``seed`` as in :func:`deletion`."""
-    return _auc_metric(
-        "insertion",
-        model,
-        explanation,
-        steps=steps,
-        baseline=baseline,
-        absolute=absolute,
-        score=score,
-        ties=ties,
-        seed=seed,
-        batch_size=batch_size,
-    )
+    shared = _Removal(absolute, score, ties, seed, batch_size)
+    return _auc_metric("insertion", model, explanation, steps, baseline, shared)
 
 
 # ------------------------------------------------------------------------------ AOPC
@@ -363,16 +389,12 @@ def aopc(
     _check_score(score)
     _check_ties(ties)
     check_baseline(replacement, REPLACEMENTS, name="replacement")
+    shared = _Removal(absolute, score, ties, seed, batch_size)
     x = explanation.inputs
     n, _c, h, w = x.shape
     if h % patch or w % patch:
         raise InvalidOptionError(f"patch {patch} must divide the image size {h}×{w}")
-    relevance = (_maps(explanation).abs() if absolute else _maps(explanation)).sum(dim=1)
-    cells = F.avg_pool2d(relevance[:, None], patch)[:, 0].flatten(1)  # (N, cells)
-    regions = min(regions, cells.shape[1])
-    ranks = rank_descending(cells, ties=ties, seed=seed)
-    cell_rank = ranks.reshape(n, 1, h // patch, w // patch)
-    pixel_rank = F.interpolate(cell_rank.float(), scale_factor=patch, mode="nearest").long()
+    pixel_rank, regions = _region_ranks(explanation, patch, regions, shared)
     noise = torch.Generator(device=x.device).manual_seed(seed)
     fill = make_baseline(replacement, x, kinds=REPLACEMENTS, generator=noise)
     k = regions + 1
@@ -394,18 +416,25 @@ def aopc(
         True,
         (-np.inf, np.inf),
         "Samek et al. (2017), IEEE TNNLS",
-        {
-            "patch": patch,
-            "regions": regions,
-            "replacement": str(replacement),
-            "absolute": absolute,
-            "score": score,
-            "ties": ties,
-            "seed": seed,
-        },
+        shared.settings(patch=patch, regions=regions, replacement=str(replacement)),
         curve,
         torch.arange(k, dtype=torch.float64),
     )
+
+
+def _region_ranks(
+    explanation: Explanation, patch: int, regions: int, shared: _Removal
+) -> tuple[Tensor, int]:
+    """``(N, 1, H, W)``: each pixel's ``patch``×``patch`` region's rank by summed
+    relevance (0 = most relevant), and the number of regions removed (at most all)."""
+    maps = _maps(explanation)
+    n, _c, h, w = maps.shape
+    relevance = (maps.abs() if shared.absolute else maps).sum(dim=1)
+    cells = F.avg_pool2d(relevance[:, None], patch)[:, 0].flatten(1)  # (N, cells)
+    ranks = rank_descending(cells, ties=shared.ties, seed=shared.seed)
+    cell_rank = ranks.reshape(n, 1, h // patch, w // patch)
+    pixel_rank = F.interpolate(cell_rank.float(), scale_factor=patch, mode="nearest").long()
+    return pixel_rank, min(regions, cells.shape[1])
 
 
 # ------------------------------------------------------------------------------- ROAD
@@ -482,7 +511,7 @@ def road(
     ties: str = "random",
     seed: int = 0,
     batch_size: int | None = None,
-) -> MetricResult:
+) -> RoadResult:
     """ROAD: remove the most (MoRF) and the least (LeRF) relevant ``p`` % of pixels,
     impute them with :func:`noisy_linear_imputation`, and read the target's ``score``.
     ``seed`` draws the imputation noise and, with ``ties="random"``, the order of pixels
@@ -490,56 +519,53 @@ def road(
 
     ``curve`` is ``(N, 2, P)`` (MoRF, LeRF); ``scores`` is the mean of LeRF − MoRF over
     the percentages (higher = more faithful: removing what the map calls important hurts
-    more than removing what it calls unimportant); ``extra`` holds the MoRF and LeRF
-    means and each row's correctness (argmax == target).
+    more than removing what it calls unimportant); the :class:`RoadResult` also holds the
+    MoRF and LeRF means and each row's correctness (argmax == target).
     """
     _check_explanation(explanation)
     _check_score(score)
     if not percentages or not all(0 < p < 100 for p in percentages):
         raise InvalidOptionError(f"percentages must lie in (0, 100), got {percentages!r}")
+    shared = _Removal(absolute, score, ties, seed, batch_size)
     x = explanation.inputs
     n = len(x)
-    ranks = pixel_ranks(_maps(explanation), absolute, ties=ties, seed=seed)
-    pixels = ranks[0].numel()
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    imputed = []
-    for i in range(n):
-        for most in (True, False):
-            for p in percentages:
-                count = round(pixels * p / 100)
-                removed = ranks[i] < count if most else ranks[i] >= pixels - count
-                imputed.append(noisy_linear_imputation(x[i], removed, noise, g))
-    batch = torch.stack(imputed)
-    per = 2 * len(percentages)
-    classes = explanation.targets.repeat_interleave(per)
-    with guarded(model, [x.device]):
-        logits = forward_logits(
-            model, lambda a, b: batch[a:b], len(batch), Budget(batch_size, x.device)
-        )
+    batch = _road_inputs(x, shared.pixel_ranks(explanation), percentages, noise, seed)
+    classes = explanation.targets.repeat_interleave(2 * len(percentages))
+    logits = _logits(model, lambda a, b: batch[a:b], len(batch), batch_size, x.device)
     correct = (logits.argmax(dim=1) == classes.to(logits.device)).reshape(n, 2, -1).cpu()
-    values = _softmax(logits) if score == "probability" else logits
-    curve = values.gather(1, classes[:, None].to(values.device))[:, 0].reshape(n, 2, -1)
-    curve = curve.double().cpu()
+    curve = _pick(logits, classes, score).reshape(n, 2, -1).double().cpu()
     morf, lerf = curve[:, 0].mean(dim=1), curve[:, 1].mean(dim=1)
-    return MetricResult(
+    return RoadResult(
         "road",
         explanation.method,
         lerf - morf,
         True,
         (-1.0, 1.0) if score == "probability" else (-np.inf, np.inf),
         "Rong et al. (2022), ICML",
-        {
-            "percentages": tuple(percentages),
-            "noise": noise,
-            "absolute": absolute,
-            "score": score,
-            "ties": ties,
-            "seed": seed,
-        },
+        shared.settings(percentages=tuple(percentages), noise=noise),
         curve,
         torch.tensor(percentages, dtype=torch.float64),
-        {"morf": morf, "lerf": lerf, "correct": correct},
+        morf=morf,
+        lerf=lerf,
+        correct=correct,
     )
+
+
+def _road_inputs(
+    x: Tensor, ranks: Tensor, percentages: tuple[float, ...], noise: float, seed: int
+) -> Tensor:
+    """ROAD's imputed images, image after image: MoRF then LeRF, at every percentage
+    (the imputation noise drawn in that order from ``seed``)."""
+    pixels = ranks[0].numel()
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    imputed = []
+    for i in range(len(x)):
+        for most in (True, False):
+            for p in percentages:
+                count = round(pixels * p / 100)
+                removed = ranks[i] < count if most else ranks[i] >= pixels - count
+                imputed.append(noisy_linear_imputation(x[i], removed, noise, g))
+    return torch.stack(imputed)
 
 
 # ------------------------------------------------------------------------- infidelity
@@ -555,7 +581,7 @@ def infidelity(
     score: str = "logit",
     seed: int = 0,
     batch_size: int | None = None,
-) -> MetricResult:
+) -> InfidelityResult:
     """Infidelity with Gaussian perturbations ``I ~ N(0, noise²)`` per input element:
     ``mean_j (β·s_j − Δf_j)²`` with ``s_j = Σ I_j ⊙ φ`` and ``Δf_j = f(x) − f(x − I_j)``;
     ``β = Σ s·Δf / Σ s²`` (Yeh et al.'s optimal rescaling, so a map that is right up to
@@ -593,7 +619,7 @@ def infidelity(
     else:
         beta = torch.ones(n, dtype=torch.float64)
     values = ((beta[:, None] * s - delta_f) ** 2).mean(dim=1)
-    return MetricResult(
+    return InfidelityResult(
         "infidelity",
         explanation.method,
         values,
@@ -601,7 +627,7 @@ def infidelity(
         (0.0, np.inf),
         "Yeh et al. (2019), On the (In)fidelity and Sensitivity of Explanations, NeurIPS",
         {"samples": samples, "noise": noise, "rescale": rescale, "score": score, "seed": seed},
-        extra={"beta": beta},
+        beta=beta,
     )
 
 
@@ -724,10 +750,10 @@ def input_invariance(
     shift: float | Tensor = 0.5,
     tolerance: float = 1e-5,
     batch_size: int | None = None,
-) -> MetricResult:
+) -> InvarianceResult:
     """Is the method input-invariant? Explain ``x + shift`` on :class:`ShiftedTwin` and
     compare with the original map: ``scores`` is ``max|φ_twin − φ| / max|φ|`` per image
-    (0 = invariant; ``extra["invariant"]``: ≤ ``tolerance``). Gradients pass; gradient ×
+    (0 = invariant; ``invariant``: ≤ ``tolerance``). Gradients pass; gradient ×
     input and IG with a zero baseline do not (the paper's finding)."""
     _check_explanation(explanation)
     x = explanation.inputs
@@ -741,7 +767,7 @@ def input_invariance(
         1e-30
     )
     diff = diff.double().cpu()
-    return MetricResult(
+    return InvarianceResult(
         "input_invariance",
         explanation.method,
         diff,
@@ -752,5 +778,5 @@ def input_invariance(
             "shift": float(c.flatten()[0]) if c.numel() == 1 else c.flatten().tolist(),
             "tolerance": tolerance,
         },
-        extra={"invariant": diff <= tolerance},
+        invariant=diff <= tolerance,
     )

@@ -2,8 +2,8 @@
 
 Every function takes a map — an :class:`~seethrough.attribution.Explanation` (CAMs are
 upsampled to the input first) or a tensor ``(N, C, H, W)`` / ``(N, H, W)`` — and the
-object's region per image, and returns a
-:class:`~seethrough.trust.faithfulness.MetricResult` with one score per image. No model
+object's region per image, and returns a :class:`LocalisationResult` (a
+:class:`~seethrough.trust.faithfulness.MetricResult`) with one score per image. No model
 is run.
 
 ``regions`` is either
@@ -17,9 +17,10 @@ is run.
   the class, as the papers count), pass the union of their :func:`boxes_to_masks`.
 
 An empty region or a map with NaN or infinite values raises
-:class:`~seethrough.errors.InvalidInputError` naming the rows. ``extra["area_fraction"]``
-is the share of the image the region covers: the chance level of every metric here (a
-uniformly random point, or a uniform map, scores it; the pointing game at tolerance 0).
+:class:`~seethrough.errors.InvalidInputError` naming the rows. Every result's
+``area_fraction`` is the share of the image the region covers: the chance level of every
+metric here (a uniformly random point, or a uniform map, scores it; the pointing game at
+tolerance 0).
 
 ===========================  ==============================================  ======
 metric                       definition                                      better
@@ -46,6 +47,8 @@ and the score, draw one seeded tie order instead (:mod:`seethrough.trust.faithfu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +62,9 @@ from .faithfulness import MetricResult
 __all__ = [
     "POINTING_TIES",
     "POOLINGS",
+    "EnergyResult",
+    "LocalisationResult",
+    "PointingResult",
     "RegionsLike",
     "boxes_to_masks",
     "energy_pointing_game",
@@ -190,26 +196,50 @@ def _within(masks: Tensor, tolerance: float) -> Tensor:
     return spread > 0.5
 
 
-def _result(
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LocalisationResult(MetricResult):
+    """A localisation metric's result: ``area_fraction`` ``(N,)`` is the share of each
+    image its region covers, the chance level of the metric (module docstring)."""
+
+    area_fraction: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PointingResult(LocalisationResult):
+    """:func:`pointing_game`'s result: ``maxima`` ``(N,)`` how many pixels share the
+    maximum, ``point`` ``(N, 2)`` (row, column) of the first of them in raster order."""
+
+    maxima: Tensor
+    point: Tensor
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class EnergyResult(LocalisationResult):
+    """:func:`energy_pointing_game`'s result: ``energy`` ``(N,)`` the total positive
+    relevance of each map."""
+
+    energy: Tensor
+
+
+def _common(
     metric: str,
     method: str,
     scores: Tensor,
     reference: str,
     settings: dict[str, object],
     masks: Tensor,
-    **extra: Tensor,
-) -> MetricResult:
-    area = masks.flatten(1).double().mean(dim=1).cpu()
-    return MetricResult(
-        metric,
-        method,
-        scores.double().cpu(),
-        True,
-        (0.0, 1.0),
-        reference,
-        settings,
-        extra={"area_fraction": area, **{k: v.cpu() for k, v in extra.items()}},
-    )
+) -> dict[str, Any]:
+    """The fields every localisation result fills alike (scores in [0, 1], higher better)."""
+    return {
+        "metric": metric,
+        "method": method,
+        "scores": scores.double().cpu(),
+        "higher_is_better": True,
+        "value_range": (0.0, 1.0),
+        "reference": reference,
+        "settings": settings,
+        "area_fraction": masks.flatten(1).double().mean(dim=1).cpu(),
+    }
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -222,7 +252,7 @@ def pointing_game(
     tolerance: float = 0.0,
     absolute: bool = False,
     ties: str = "average",
-) -> MetricResult:
+) -> PointingResult:
     """Pointing game: is the map's maximum on the object?
 
     Parameters
@@ -246,10 +276,10 @@ def pointing_game(
 
     Returns
     -------
-    MetricResult
-        ``scores`` ``(N,)`` in [0, 1] (0 or 1 for a unique maximum); ``extra``:
-        ``area_fraction``, ``maxima`` (how many pixels share the maximum) and ``point``
-        ``(N, 2)`` (row, column) of the first maximum in raster order.
+    PointingResult
+        ``scores`` ``(N,)`` in [0, 1] (0 or 1 for a unique maximum); ``area_fraction``,
+        ``maxima`` (how many pixels share the maximum) and ``point`` ``(N, 2)`` (row,
+        column) of the first maximum in raster order.
 
     Notes
     -----
@@ -274,19 +304,14 @@ def pointing_game(
     first = top.double().argmax(dim=1)
     point = torch.stack([first // w, first % w], dim=1)
     settings = {"tolerance": float(tolerance), "absolute": absolute, "ties": ties}
-    return _result(
-        "pointing_game",
-        method,
-        scores,
-        _ZHANG,
-        settings,
-        masks,
-        maxima=top.sum(dim=1),
-        point=point,
+    return PointingResult(
+        **_common("pointing_game", method, scores, _ZHANG, settings, masks),
+        maxima=top.sum(dim=1).cpu(),
+        point=point.cpu(),
     )
 
 
-def energy_pointing_game(maps: MapsLike, regions: RegionsLike) -> MetricResult:
+def energy_pointing_game(maps: MapsLike, regions: RegionsLike) -> EnergyResult:
     """Energy-based pointing game: the share of the map's positive relevance that lies
     in the region, ``Σ_in max(s, 0) / Σ max(s, 0)`` with ``s`` the channel sum.
 
@@ -297,10 +322,10 @@ def energy_pointing_game(maps: MapsLike, regions: RegionsLike) -> MetricResult:
 
     Returns
     -------
-    MetricResult
+    EnergyResult
         ``scores`` ``(N,)`` in [0, 1], NaN for a map with no positive value (nothing to
-        locate); ``extra``: ``area_fraction`` (a uniform map's score) and ``energy``
-        ``(N,)``, the total positive relevance.
+        locate); ``area_fraction`` (a uniform map's score) and ``energy`` ``(N,)``, the
+        total positive relevance.
 
     Notes
     -----
@@ -319,19 +344,21 @@ def energy_pointing_game(maps: MapsLike, regions: RegionsLike) -> MetricResult:
     total = positive.sum(dim=1)
     inside = (positive * masks.flatten(1)).sum(dim=1)
     scores = torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
-    return _result("energy_pointing_game", method, scores, _WANG, {}, masks, energy=total)
+    return EnergyResult(
+        **_common("energy_pointing_game", method, scores, _WANG, {}, masks), energy=total.cpu()
+    )
 
 
 def relevance_mass_accuracy(
     maps: MapsLike, regions: RegionsLike, *, pooling: str = "sum,pos"
-) -> MetricResult:
+) -> LocalisationResult:
     """Relevance mass accuracy: ``Σ_in r / Σ r`` with ``r ≥ 0`` the map pooled over
     channels by ``pooling`` (one of :data:`POOLINGS`, Arras et al.'s six: ``"sum,pos"``
     the positive part of the channel sum, ``"sum,abs"`` its magnitude, ``"max-norm"``,
     ``"l1-norm"``, ``"l2-norm"``, ``"l2-norm,sq"`` over the channels).
 
-    Returns NaN for a map whose pooled relevance is all zero; ``extra``:
-    ``area_fraction``.
+    Returns a :class:`LocalisationResult`: NaN for a map whose pooled relevance is all
+    zero; ``area_fraction``: a uniform map's score.
 
     Notes
     -----
@@ -347,12 +374,15 @@ def relevance_mass_accuracy(
     total = r.sum(dim=1)
     inside = (r * masks.flatten(1)).sum(dim=1)
     scores = torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
-    return _result("relevance_mass_accuracy", method, scores, _ARRAS, {"pooling": pooling}, masks)
+    settings: dict[str, object] = {"pooling": pooling}
+    return LocalisationResult(
+        **_common("relevance_mass_accuracy", method, scores, _ARRAS, settings, masks)
+    )
 
 
 def relevance_rank_accuracy(
     maps: MapsLike, regions: RegionsLike, *, pooling: str = "sum,pos"
-) -> MetricResult:
+) -> LocalisationResult:
     """Relevance rank accuracy: of the ``K = |region|`` pixels with the highest pooled
     relevance ``r`` (``pooling`` as in :func:`relevance_mass_accuracy`), the share that
     lies in the region.
@@ -360,8 +390,8 @@ def relevance_rank_accuracy(
     Pixels tied at the K-th largest value (the zeros of ``"sum,pos"``, a flat map) count
     by their expected share under a random order of the tie: ``(|above ∩ region| + (K −
     |above|)·|tied ∩ region| / |tied|) / K``, with ``above`` the pixels strictly above it;
-    without ties this is the plain count. ``extra``: ``area_fraction`` (a uniform map's
-    score).
+    without ties this is the plain count. Returns a :class:`LocalisationResult`
+    (``area_fraction``: a uniform map's score).
 
     Notes
     -----
@@ -379,11 +409,8 @@ def relevance_rank_accuracy(
     inside_above = (above & masks).sum(dim=1).double()
     share_tied = (tied & masks).sum(dim=1).double() / tied.sum(dim=1).double()
     hits = inside_above + (k - above.sum(dim=1)).double() * share_tied
-    return _result(
-        "relevance_rank_accuracy",
-        method,
-        hits / k.double(),
-        _ARRAS,
-        {"pooling": pooling},
-        masks.reshape(n, h, w),
+    settings: dict[str, object] = {"pooling": pooling}
+    region = masks.reshape(n, h, w)
+    return LocalisationResult(
+        **_common("relevance_rank_accuracy", method, hits / k.double(), _ARRAS, settings, region)
     )

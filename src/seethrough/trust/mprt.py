@@ -66,11 +66,10 @@ from ..attribution import Method, explain
 from ..core.budget import Budget
 from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
-from ..core.reinit import check_init
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import derived_seed, randomize_steps
-from .sanity import MODES, MethodLike, _check_methods
+from .randomize import Randomization, derived_seed
+from .sanity import MethodLike, _check_methods
 from .similarity import _pearson_rows
 from .steps import RandomizationStep, randomization_steps
 
@@ -210,16 +209,13 @@ def _as_list(method: MethodLike | Sequence[MethodLike]) -> list[MethodLike]:
     return [method] if isinstance(method, (str, Method)) else list(method)
 
 
-def _check(order: str, mode: str, copies: int, noise_level: float, init: str, std: float) -> None:
+def _check(order: str, copies: int = 1, noise_level: float = 0.0) -> None:
     if order not in ORDERS:
         raise InvalidOptionError(f"unknown order {order!r} (valid: {', '.join(ORDERS)})")
-    if mode not in MODES:
-        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
     if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
         raise InvalidOptionError(f"copies must be a positive integer, got {copies!r}")
     if not (isinstance(noise_level, (int, float)) and noise_level >= 0):
         raise InvalidOptionError(f"noise_level must be a non-negative number, got {noise_level!r}")
-    check_init(init, std)
 
 
 def _steps(work: nn.Module, x: Tensor, granularity: str, order: str) -> list[RandomizationStep]:
@@ -239,6 +235,21 @@ def _fixed_target(model: nn.Module, x: Tensor, target: TargetLike, s: _Settings)
             "pass one class per image (or None for the predicted class)"
         )
     return ex.targets
+
+
+def _prepare(
+    model: nn.Module | Any, inputs: Tensor, target: TargetLike, s: _Settings
+) -> tuple[Tensor, Tensor, nn.Module]:
+    """The checked inputs, the class each image's maps explain (:func:`_fixed_target`)
+    and the copy of the model to randomize."""
+    module = unwrap_model(model)[0]
+    x = check_inputs(inputs, module)
+    return x, _fixed_target(model, x, target, s), copy.deepcopy(module)
+
+
+def _one_or_all(method: MethodLike | Sequence[MethodLike], results: list[Any]) -> Any:
+    """One result for one method, the list for a sequence of methods."""
+    return results[0] if isinstance(method, (str, Method)) else results
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,30 +355,18 @@ def smooth_mprt(
     """
     started = time.perf_counter()
     methods = _as_list(method)
-    several = not isinstance(method, (str, Method))
     labels = _check_methods(methods)
-    _check(order, mode, copies, noise_level, init, std)
-    module = unwrap_model(model)[0]
-    x = check_inputs(inputs, module)
+    _check(order, copies, noise_level)
+    randomization = Randomization(mode, seed, init, std, reset_running_stats)
     s = _Settings(methods, copies, float(noise_level), normalise, absolute, batch_size, options)
-    fixed = _fixed_target(model, x, target, s)
-    work = copy.deepcopy(module)
+    x, fixed, work = _prepare(model, inputs, target, s)
     references = _smoothed(work, x, fixed, 0, seed, s)
     second = _smoothed(work, x, fixed, 1, seed, s)
     self_checks = [_spearman_rows(r, m) for r, m in zip(references, second)]
     steps = _steps(work, x, granularity, order)
     rows: list[list[Tensor]] = [[] for _ in methods]
     after = []
-    for k in randomize_steps(
-        work,
-        steps,
-        mode=mode,
-        seed=seed,
-        init=init,
-        std=std,
-        reset_running_stats=reset_running_stats,
-        every_step=every_step,
-    ):
+    for k in randomization.randomize(work, steps, every_step):
         after.append(k)
         for m, new in enumerate(_smoothed(work, x, fixed, 2 + k, seed, s)):
             rows[m].append(_spearman_rows(references[m], new))
@@ -394,7 +393,7 @@ def smooth_mprt(
         )
         for m, label in enumerate(labels)
     ]
-    return results if several else results[0]
+    return _one_or_all(method, results)
 
 
 @dataclass(frozen=True, eq=False)
@@ -490,30 +489,18 @@ def efficient_mprt(
     """
     started = time.perf_counter()
     methods = _as_list(method)
-    several = not isinstance(method, (str, Method))
     labels = _check_methods(methods)
-    _check(order, "cascading", 1, 0.0, init, std)
+    _check(order)
+    randomization = Randomization("cascading", seed, init, std, reset_running_stats)
     if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
         raise InvalidOptionError(f"bins must be a positive integer, got {bins!r}")
-    module = unwrap_model(model)[0]
-    x = check_inputs(inputs, module)
     s = _Settings(methods, 1, 0.0, normalise, absolute, batch_size, options)
-    fixed = _fixed_target(model, x, target, s)
-    work = copy.deepcopy(module)
+    x, fixed, work = _prepare(model, inputs, target, s)
     trained = _maps(work, x, fixed, derived_seed(seed, _EXPLAIN_STREAM, 0), s)
     model_trained = _model_entropy(work, x, batch_size)
     steps = _steps(work, x, granularity, order)
-    for _ in randomize_steps(
-        work,
-        steps,
-        mode="cascading",
-        seed=seed,
-        init=init,
-        std=std,
-        reset_running_stats=reset_running_stats,
-        every_step=False,
-    ):
-        pass
+    for _ in randomization.randomize(work, steps, every_step=False):
+        pass  # every step, cascading: the fully randomized model
     random = _maps(work, x, fixed, derived_seed(seed, _EXPLAIN_STREAM, 1 + len(steps)), s)
     model_random = _model_entropy(work, x, batch_size)
     seconds = time.perf_counter() - started
@@ -535,4 +522,4 @@ def efficient_mprt(
         )
         for m, label in enumerate(labels)
     ]
-    return results if several else results[0]
+    return _one_or_all(method, results)

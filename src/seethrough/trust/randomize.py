@@ -9,13 +9,19 @@ N(0, ``std``²); running statistics kept unless ``reset_running_stats``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
-from ..core.reinit import reinitialize
+from ..core.reinit import check_init, reinitialize
+from ..errors import InvalidOptionError
 from .steps import RandomizationStep
 
-__all__ = ["derived_seed", "randomize_steps"]
+__all__ = ["MODES", "Randomization", "derived_seed"]
+
+MODES = ("cascading", "independent")
+"""``"cascading"`` (from the logits down, accumulating) or ``"independent"`` (one step at a
+time)."""
 
 
 def derived_seed(seed: int, *key: int) -> int:
@@ -33,27 +39,43 @@ def derived_seed(seed: int, *key: int) -> int:
     return int(word >> np.uint64(2))
 
 
-def randomize_steps(
-    work: nn.Module,
-    steps: Sequence[RandomizationStep],
-    *,
-    mode: str,
-    seed: int,
-    init: str,
-    std: float,
-    reset_running_stats: bool,
-    every_step: bool = True,
-) -> Iterator[int]:
-    """Randomize ``work`` (a copy) step by step — step ``k`` from seed ``seed + 1 + k``;
-    ``mode="independent"`` restores the trained weights before each — yielding each
-    step's index after it (only the last one's unless ``every_step``)."""
-    trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
-    reset = reset_running_stats
-    for k, step in enumerate(steps):
-        if mode == "independent":
-            work.load_state_dict(trained)
-        reinitialize(
-            work, step.modules, seed=seed + 1 + k, init=init, std=std, reset_running_stats=reset
-        )
-        if every_step or k == len(steps) - 1:
-            yield k
+@dataclass(frozen=True)
+class Randomization:
+    """How a copy of a model is randomized step by step; checked when made.
+
+    ``mode`` is one of :data:`MODES`; step ``k`` is re-initialised from seed
+    ``seed + 1 + k`` by ``init`` (N(0, ``std``²) for ``"normal"``), running statistics
+    kept unless ``reset_running_stats`` (:func:`~seethrough.core.reinit.reinitialize`).
+    """
+
+    mode: str
+    seed: int
+    init: str
+    std: float
+    reset_running_stats: bool
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidOptionError(f"unknown mode {self.mode!r} (valid: {', '.join(MODES)})")
+        check_init(self.init, self.std)
+
+    def randomize(
+        self, work: nn.Module, steps: Sequence[RandomizationStep], every_step: bool = True
+    ) -> Iterator[int]:
+        """Randomize ``work`` (a copy) step by step — ``"independent"`` restores the
+        trained weights before each — yielding each step's index after it (only the last
+        one's unless ``every_step``)."""
+        trained = {k: v.detach().clone() for k, v in work.state_dict().items()}
+        for k, step in enumerate(steps):
+            if self.mode == "independent":
+                work.load_state_dict(trained)
+            reinitialize(
+                work,
+                step.modules,
+                seed=self.seed + 1 + k,
+                init=self.init,
+                std=self.std,
+                reset_running_stats=self.reset_running_stats,
+            )
+            if every_step or k == len(steps) - 1:
+                yield k

@@ -550,14 +550,8 @@ def roar(
     started = time.perf_counter()
     _check_data(train_x, train_y, test_x, test_y)
     table = _method_table(methods)
-    checked = _check_given_maps(maps, table, train_x, test_x)
-    if table and explain_model is None:
-        raise InvalidOptionError("methods need explain_model=, the trained model to explain")
-    if target not in TARGETS:
-        raise InvalidOptionError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
-    for name, value in (("chunk_size", chunk_size), ("epochs", epochs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidOptionError(f"{name} must be a positive integer, got {value!r}")
+    given = _check_given_maps(maps, table, train_x, test_x)
+    _check_run(table, explain_model, target, chunk_size, epochs)
     pixels = train_x.shape[2] * train_x.shape[3]
     cells = _Cells(
         make_model=make_model,
@@ -566,48 +560,22 @@ def roar(
         seeds=_check_seeds(seeds),
         fill=_fill(baseline, train_x).to(train_x.device, train_x.dtype),
         train={"epochs": epochs, "batch_size": batch_size, "lr": lr},
-        labels=(*table, *checked, RANDOM),
+        labels=(*table, *given, RANDOM),
         data=(train_x, train_y, test_x, test_y),
         reference=reference,
         progress=progress,
     )
-    seconds: dict[str, float] = {}
-    for m, label in enumerate(cells.labels):
-        t0 = time.perf_counter()
-        if label in table:
-            assert explain_model is not None
-            pair = tuple(
-                attribution_maps(
-                    explain_model,
-                    x,
-                    y,
-                    table[label],
-                    target=target,
-                    seed=attribution_seed,
-                    chunk_size=chunk_size,
-                    batch_size=explain_batch_size,
-                    absolute=absolute,
-                )
-                for x, y in ((train_x, train_y), (test_x, test_y))
-            )
-        elif label in checked:
-            pair = tuple(v.abs() if absolute else v for v in checked[label])
-        else:  # the random ranking: a constant map, all ties broken by the seed
-            pair = tuple(x.new_zeros(len(x), 1, *x.shape[2:]) for x in (train_x, test_x))
-        seconds[label] = time.perf_counter() - t0
-        cells.run_ranking(m, pair[0], pair[1])
-    settings = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "baseline": baseline if isinstance(baseline, str) else float(baseline),
-        "absolute": absolute,
-        "target": target,
-        "attribution_seed": attribution_seed,
-        "n_train": len(train_x),
-        "n_test": len(test_x),
-        "method_settings": {label: _describe(method) for label, method in table.items()},
-    }
+    source = _MapSource(
+        explain_model=explain_model,
+        table=table,
+        given=given,
+        target=target,
+        seed=attribution_seed,
+        chunk_size=chunk_size,
+        batch_size=explain_batch_size,
+        absolute=absolute,
+    )
+    seconds = _rank_and_retrain(cells, source)
     return RoarResult(
         methods=cells.labels,
         fractions=cells.fractions,
@@ -616,11 +584,97 @@ def roar(
         correct=cells.correct,
         reference_correct=cells.reference_correct(),
         unretrained_correct=cells.unretrained,
-        settings=MappingProxyType(settings),
+        settings=MappingProxyType(_settings(cells, source, baseline)),
         attribution_seconds=MappingProxyType(seconds),
         seconds=time.perf_counter() - started,
         versions=library_versions(),
     )
+
+
+def _rank_and_retrain(cells: _Cells, source: _MapSource) -> dict[str, float]:
+    """Retrain every ranking's cells, one ranking's maps at a time; return the seconds
+    each ranking's maps took."""
+    seconds: dict[str, float] = {}
+    for m, label in enumerate(cells.labels):
+        t0 = time.perf_counter()
+        train_maps, test_maps = source.maps(label, cells.data)
+        seconds[label] = time.perf_counter() - t0
+        cells.run_ranking(m, train_maps, test_maps)
+    return seconds
+
+
+def _settings(cells: _Cells, source: _MapSource, baseline: str | float) -> dict[str, Any]:
+    """Everything that defines the run (:attr:`RoarResult.settings`)."""
+    return {
+        **cells.train,
+        "baseline": baseline if isinstance(baseline, str) else float(baseline),
+        "absolute": source.absolute,
+        "target": source.target,
+        "attribution_seed": source.seed,
+        "n_train": len(cells.data[0]),
+        "n_test": len(cells.data[2]),
+        "method_settings": {label: _describe(method) for label, method in source.table.items()},
+    }
+
+
+def _check_run(
+    table: Mapping[str, Method],
+    explain_model: nn.Module | None,
+    target: str,
+    chunk_size: int,
+    epochs: int,
+) -> None:
+    if table and explain_model is None:
+        raise InvalidOptionError("methods need explain_model=, the trained model to explain")
+    if target not in TARGETS:
+        raise InvalidOptionError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
+    for name, value in (("chunk_size", chunk_size), ("epochs", epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidOptionError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _MapSource:
+    """Where each ranking's maps come from: a method explaining ``explain_model``
+    (:func:`attribution_maps` with these options), maps given, or none (the random
+    ranking)."""
+
+    explain_model: nn.Module | None
+    table: Mapping[str, Method]
+    given: Mapping[str, tuple[Tensor, Tensor]]
+    target: str
+    seed: int
+    chunk_size: int
+    batch_size: int | None
+    absolute: bool
+
+    def maps(
+        self, label: str, data: tuple[Tensor, Tensor, Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """The training and test maps that rank the elements for ``label``."""
+        train_x, train_y, test_x, test_y = data
+        pairs = ((train_x, train_y), (test_x, test_y))
+        if label in self.table:
+            train, test = (self._explained(self.table[label], x, y) for x, y in pairs)
+        elif label in self.given:
+            train, test = (v.abs() if self.absolute else v for v in self.given[label])
+        else:  # the random ranking: a constant map, all ties broken by the seed
+            train, test = (x.new_zeros(len(x), 1, *x.shape[2:]) for x, _ in pairs)
+        return train, test
+
+    def _explained(self, method: Method, x: Tensor, y: Tensor) -> Tensor:
+        assert self.explain_model is not None  # checked by _check_run
+        return attribution_maps(
+            self.explain_model,
+            x,
+            y,
+            method,
+            target=self.target,
+            seed=self.seed,
+            chunk_size=self.chunk_size,
+            batch_size=self.batch_size,
+            absolute=self.absolute,
+        )
 
 
 def _check_given_maps(

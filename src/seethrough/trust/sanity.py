@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,16 +36,14 @@ from ..attribution.explanation import Explanation
 from ..core.budget import Budget
 from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
-from ..core.reinit import check_init
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
-from .randomize import derived_seed, randomize_steps
+from .randomize import Randomization, derived_seed
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
 
 __all__ = [
     "METRICS",
-    "MODES",
     "ComparisonResult",
     "RandomizationResult",
     "Similarities",
@@ -55,9 +54,6 @@ __all__ = [
     "model_randomization",
 ]
 
-MODES = ("cascading", "independent")
-"""``"cascading"`` (from the logits down, accumulating) or ``"independent"`` (one step at a
-time)."""
 METRICS = ("spearman_abs", "spearman", "ssim", "hog")
 """Similarity measures, each higher = more similar (1 = same map); see ``similarity``
 (``hog`` is the Pearson correlation of HOG descriptors, as the paper)."""
@@ -240,13 +236,9 @@ def _check_methods(methods: Sequence[MethodLike]) -> list[str]:
     return labels
 
 
-def _check_options(
-    mode: str, methods: Sequence[MethodLike], init: str, std: float, metrics: Sequence[str]
-) -> list[str]:
-    if mode not in MODES:
-        raise InvalidOptionError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
+def _check_options(methods: Sequence[MethodLike], metrics: Sequence[str]) -> list[str]:
+    """The methods' labels (:func:`_check_methods`); unknown or no metrics are refused."""
     labels = _check_methods(methods)
-    check_init(init, std)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise InvalidOptionError(
@@ -255,6 +247,23 @@ def _check_options(
             else "metrics is empty; name at least one"
         )
     return labels
+
+
+def _similarities(
+    method: str, table: Mapping[str, Tensor], checks: Mapping[str, Tensor] | None = None
+) -> Similarities:
+    """A method's :class:`Similarities` from its ``(steps, N)`` values of every one of
+    :data:`METRICS` and ``"constant"``, and its self-check values (if it has one)."""
+    return Similarities(
+        method=method,
+        spearman_abs=table["spearman_abs"],
+        spearman=table["spearman"],
+        ssim=table["ssim"],
+        hog=table["hog"],
+        constant=table["constant"],
+        self_check={} if checks is None else {m: float(v.nanmean()) for m, v in checks.items()},
+        self_check_values={} if checks is None else dict(checks),
+    )
 
 
 def _self_checks(
@@ -268,6 +277,103 @@ def _self_checks(
         skipped = torch.full((n,), float("nan"), dtype=torch.float64)
         return [dict.fromkeys(METRICS, skipped) for _ in references]
     return [r.compare(_input_maps(ex))[0] for r, ex in zip(references, rerun())]
+
+
+def _explain_trained(
+    model: nn.Module | Any,
+    x: Tensor,
+    methods: list[MethodLike],
+    target: TargetLike,
+    seed: int,
+    batch_size: int | None,
+    options: Mapping[str, Any],
+) -> list[Explanation]:
+    """The trained model's explanations: one class per image, else refused."""
+    first = explain(model, x, methods, target, seed=seed, batch_size=batch_size, **options)
+    if len(first[0].targets) != len(x):
+        raise InvalidOptionError(
+            "model_randomization explains one class per image; a top-k target gives several "
+            "— pass one class per image (or None for the predicted class)"
+        )
+    return first
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """The copy of the model that is randomized, and how every method runs on it."""
+
+    work: nn.Module
+    x: Tensor
+    methods: list[MethodLike]
+    target: Tensor | None  # None: each model explains its own top class
+    batch_size: int | None
+    options: Mapping[str, Any]
+    budget: Budget  # chunks the prediction passes
+
+    def explain(self, seed: int) -> list[Explanation]:
+        """Every method's explanation on the copy as it is now."""
+        return explain(
+            self.work,
+            self.x,
+            self.methods,
+            self.target,
+            seed=seed,
+            batch_size=self.batch_size,
+            **self.options,
+        )
+
+    def predicted(self, results: Sequence[Explanation]) -> Tensor:
+        """``(N,)`` the copy's top class, read off a method's plain pass if one ran."""
+        seen = next((ex.predicted for ex in results if ex.predicted is not None), None)
+        if seen is None:  # no method ran the plain inputs: one forward pass
+            x = self.x
+            logits = forward_logits(self.work, lambda a, b: x[a:b], len(x), self.budget)
+            seen = logits.argmax(dim=1)
+        return seen
+
+
+@dataclass
+class _Table:
+    """Each method's measures and maps after every step so far (mutable, internal)."""
+
+    references: list[_Reference]
+    values: list[dict[str, list[Tensor]]] = field(init=False)
+    maps: list[tuple[Tensor, ...]] = field(default_factory=list)
+    predictions: list[Tensor] = field(default_factory=list)
+    explained: list[Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.values = [{m: [] for m in (*METRICS, "constant")} for _ in self.references]
+
+    def add(self, results: Sequence[Explanation], predicted: Tensor) -> None:
+        """Compare one step's explanations (one per method) with the references."""
+        self.predictions.append(predicted.cpu())
+        self.explained.append(results[0].targets.cpu())
+        self.maps.append(tuple(self._compare(k, ex) for k, ex in enumerate(results)))
+
+    def _compare(self, k: int, ex: Explanation) -> Tensor:
+        """Record method ``k``'s measures; return its absolute reduced map (float32)."""
+        new = _input_maps(ex)
+        values, ranked = self.references[k].compare(new)
+        for metric, value in {**values, "constant": constant_maps(new)}.items():
+            self.values[k][metric].append(value)
+        reduced = ranked.reduced if ranked is not None else reduce_maps(new, absolute=True)
+        return torch.from_numpy(reduced).float()
+
+    def similarities(
+        self, labels: Sequence[str], checks: Sequence[Mapping[str, Tensor]]
+    ) -> tuple[Similarities, ...]:
+        """Each method's :class:`Similarities`, rows in step order."""
+        return tuple(
+            _similarities(label, {m: torch.stack(v) for m, v in rows.items()}, check)
+            for label, rows, check in zip(labels, self.values, checks)
+        )
+
+    def original_maps(self) -> tuple[Tensor, ...]:
+        """The references' absolute reduced maps (float32, for figures)."""
+        return tuple(
+            torch.from_numpy(reduce_maps(r.maps, absolute=True)).float() for r in self.references
+        )
 
 
 def model_randomization(
@@ -336,88 +442,37 @@ def model_randomization(
     """
     started = time.perf_counter()
     module = _module(model)
-    labels = _check_options(mode, methods, init, std, metrics)
+    randomization = Randomization(mode, seed, init, std, reset_running_stats)
+    labels = _check_options(methods, metrics)
     x = check_inputs(inputs, module)
-    names = list(methods)
-    first = explain(model, x, names, target, seed=seed, batch_size=batch_size, **options)
-    if len(first[0].targets) != len(x):
-        raise InvalidOptionError(
-            "model_randomization explains one class per image; a top-k target gives several "
-            "— pass one class per image (or None for the predicted class)"
-        )
-    fixed = first[0].targets
-    work = copy.deepcopy(module)
-    steps = list(reversed(randomization_steps(work, x[:1], granularity)))
-    total = len(steps) + 1
-    budget = Budget(batch_size, x.device)  # chunks the per-step prediction passes
+    first = _explain_trained(model, x, list(methods), target, seed, batch_size, options)
+    wanted = None if follow_prediction else first[0].targets
+    budget = Budget(batch_size, x.device)
+    trial = _Copy(copy.deepcopy(module), x, list(methods), wanted, batch_size, options, budget)
+    steps = list(reversed(randomization_steps(trial.work, x[:1], granularity)))
     if progress is not None:
-        progress(1, total)
-
-    def run_methods(seed: int) -> list[Explanation]:
-        wanted = None if follow_prediction else fixed
-        return explain(work, x, names, wanted, seed=seed, batch_size=batch_size, **options)
-
+        progress(1, len(steps) + 1)
     self_check_seed = derived_seed(seed, _SELF_CHECK_STREAM, 0)
     step_seeds = tuple(derived_seed(seed, _STEP_STREAM, i) for i in range(len(steps)))
-    originals = [_input_maps(ex) for ex in first]
-    references = [_Reference(o, foreground, metrics) for o in originals]
-    checks = _self_checks(references, lambda: run_methods(self_check_seed), self_check, len(x))
-    per_method: list[dict[str, list[Tensor]]] = [{m: [] for m in (*_METRICS_KEYS,)} for _ in names]
-    maps: list[tuple[Tensor, ...]] = []
-    predictions, explained = [], []
-    for i in randomize_steps(
-        work,
-        steps,
-        mode=mode,
-        seed=seed,
-        init=init,
-        std=std,
-        reset_running_stats=reset_running_stats,
-    ):
-        results = run_methods(step_seeds[i])
-        seen = next((ex.predicted for ex in results if ex.predicted is not None), None)
-        if seen is None:  # no method ran the plain inputs: one forward pass
-            seen = forward_logits(work, lambda a, b: x[a:b], len(x), budget).argmax(dim=1)
-        predictions.append(seen.cpu())
-        explained.append(results[0].targets.cpu())
-        step_maps = []
-        for k, (reference, ex) in enumerate(zip(references, results)):
-            new = _input_maps(ex)
-            values, ranked = reference.compare(new)
-            for metric, value in values.items():
-                per_method[k][metric].append(value)
-            per_method[k]["constant"].append(constant_maps(new))
-            reduced = ranked.reduced if ranked is not None else reduce_maps(new, absolute=True)
-            step_maps.append(torch.from_numpy(reduced).float())
-        maps.append(tuple(step_maps))
+    table = _Table([_Reference(_input_maps(ex), foreground, metrics) for ex in first])
+    rerun = functools.partial(trial.explain, self_check_seed)
+    checks = _self_checks(table.references, rerun, self_check, len(x))
+    for i in randomization.randomize(trial.work, steps):
+        results = trial.explain(step_seeds[i])
+        table.add(results, trial.predicted(results))
         if progress is not None:
-            progress(i + 2, total)
-    similarities = tuple(
-        Similarities(
-            method=name,
-            spearman_abs=torch.stack(per_method[k]["spearman_abs"]),
-            spearman=torch.stack(per_method[k]["spearman"]),
-            ssim=torch.stack(per_method[k]["ssim"]),
-            hog=torch.stack(per_method[k]["hog"]),
-            constant=torch.stack(per_method[k]["constant"]),
-            self_check={m: float(v.nanmean()) for m, v in checks[k].items()},
-            self_check_values=dict(checks[k]),
-        )
-        for k, name in enumerate(labels)
-    )
+            progress(i + 2, len(steps) + 1)
     return RandomizationResult(
         mode=mode,
         granularity=granularity,
         steps=tuple(steps),
         methods=tuple(labels),
-        similarities=similarities,
+        similarities=table.similarities(labels, checks),
         original=tuple(first),
-        original_maps=tuple(
-            torch.from_numpy(reduce_maps(o, absolute=True)).float() for o in originals
-        ),
-        maps=tuple(maps),
-        predictions=torch.stack(predictions),
-        explained=torch.stack(explained),
+        original_maps=table.original_maps(),
+        maps=tuple(table.maps),
+        predictions=torch.stack(table.predictions),
+        explained=torch.stack(table.explained),
         follow_prediction=follow_prediction,
         init=init,
         std=std if init == "normal" else None,
@@ -428,9 +483,6 @@ def model_randomization(
         seconds=time.perf_counter() - started,
         settings=dict(options),
     )
-
-
-_METRICS_KEYS = (*METRICS, "constant")
 
 
 @dataclass(frozen=True, eq=False)
@@ -456,15 +508,9 @@ class ComparisonResult:
 
 
 def _one_row(method: str, values: dict[str, Tensor], constant: Tensor) -> Similarities:
-    return Similarities(
-        method=method,
-        spearman_abs=values["spearman_abs"][None],
-        spearman=values["spearman"][None],
-        ssim=values["ssim"][None],
-        hog=values["hog"][None],
-        constant=constant[None],
-        self_check={},
-    )
+    """A comparison's :class:`Similarities`: one row, no self-check."""
+    row = {m: v[None] for m, v in {**values, "constant": constant}.items()}
+    return _similarities(method, row)
 
 
 def edge_similarity(

@@ -6,6 +6,7 @@ import math
 import os
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,62 +120,99 @@ def plot(
     """
     if isinstance(explanations, Explanation):
         explanations = [explanations]
-    _check_same_rows(explanations)
-    if not 0 <= context < 1:
-        raise InvalidOptionError(f"context must be in [0, 1), got {context!r}")
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 2:
-        raise InvalidOptionError(f"columns must be an integer ≥ 2, got {columns!r}")
+    _check_plot_options(explanations, context, columns)
     first = explanations[0]
     chosen = list(range(len(first))) if rows is None else list(rows)
     if not chosen:
         raise InvalidOptionError("nothing to plot: rows is empty")
     images = display_images(first.inputs[chosen], first.input_transform)
+    grid = _Grid.empty(len(chosen), 1 + len(explanations), columns, cell_inches)
+    _draw_inputs(grid, first, chosen, images)
     grays = images @ np.array([0.299, 0.587, 0.114])
-    size = tuple(first.inputs.shape[2:])
-    panels = 1 + len(explanations)
-    width = min(columns, panels)
-    lines = math.ceil(panels / width)
-    figure = Figure(
-        figsize=(cell_inches * width, (cell_inches + 0.35) * lines * len(chosen) + 0.3),
-        layout="constrained",
-    )
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(lines * len(chosen), width, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-
-    def at(r: int, p: int) -> Axes:
-        return axes[r * lines + p // width][p % width]
-
-    names = first.target_names()
-    for r, row in enumerate(chosen):
-        ax = at(r, 0)
-        ax.imshow(images[r])
-        score = f"score {float(first.scores[row]):.3g}"
-        ax.set_title(_wrap("input", f"target {names[row]}", score), fontsize=_FONT)
     for p, ex in enumerate(explanations, start=1):
-        values = heat_values(ex.attributions[chosen], ex.display, size)  # type: ignore[arg-type]
-        _, scales = scale_for_display(values, percentile)
-        for r in range(len(chosen)):
-            ax = at(r, p)
-            _panel(
-                ax,
-                figure,
-                values[r].numpy(),
-                gray=grays[r],
-                scale=float(scales[r]),
-                display=ex.display,
-                context=context,
-            )
-            ax.set_title(_wrap(ex.method, _describe(ex)), fontsize=_FONT)
-    figure.supxlabel(
+        _draw_method(grid, p, ex, chosen, grays, percentile, context)
+    grid.figure.supxlabel(
         f"Colour range of each map: up to the {percentile:g}th percentile of |values| (beyond: "
         "clipped, arrow on the bar). Signed: red = for the target, blue = against. "
         "Magnitude: brighter = larger.",
         fontsize=_FONT - 1,
         wrap=True,
     )
-    return figure
+    return grid.figure
+
+
+def _check_plot_options(explanations: Sequence[Explanation], context: float, columns: int) -> None:
+    _check_same_rows(explanations)
+    if not 0 <= context < 1:
+        raise InvalidOptionError(f"context must be in [0, 1), got {context!r}")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 2:
+        raise InvalidOptionError(f"columns must be an integer ≥ 2, got {columns!r}")
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A figure of panels: each explained row's panels wrap onto ``lines`` of ``width``."""
+
+    figure: Figure
+    axes: np.ndarray
+    lines: int
+    width: int
+
+    @classmethod
+    def empty(cls, rows: int, panels: int, columns: int, cell_inches: float) -> _Grid:
+        """An empty figure for ``rows`` rows of ``panels`` panels, at most ``columns`` a line."""
+        width = min(columns, panels)
+        lines = math.ceil(panels / width)
+        figure = Figure(
+            figsize=(cell_inches * width, (cell_inches + 0.35) * lines * rows + 0.3),
+            layout="constrained",
+        )
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(lines * rows, width, squeeze=False)
+        for ax in axes.flat:
+            ax.set_axis_off()
+        return cls(figure, axes, lines, width)
+
+    def at(self, row: int, panel: int) -> Axes:
+        """The axes of a row's panel."""
+        return self.axes[row * self.lines + panel // self.width][panel % self.width]
+
+
+def _draw_inputs(grid: _Grid, ex: Explanation, chosen: list[int], images: np.ndarray) -> None:
+    """The first panel of each row: the input, its target and score."""
+    names = ex.target_names()
+    for r, row in enumerate(chosen):
+        ax = grid.at(r, 0)
+        ax.imshow(images[r])
+        score = f"score {float(ex.scores[row]):.3g}"
+        ax.set_title(_wrap("input", f"target {names[row]}", score), fontsize=_FONT)
+
+
+def _draw_method(
+    grid: _Grid,
+    panel: int,
+    ex: Explanation,
+    chosen: list[int],
+    grays: np.ndarray,
+    percentile: float,
+    context: float,
+) -> None:
+    """One method's heatmap in each row, at ``panel``, each with its own colour range."""
+    size = tuple(ex.inputs.shape[2:])
+    values = heat_values(ex.attributions[chosen], ex.display, size)  # type: ignore[arg-type]
+    _, scales = scale_for_display(values, percentile)
+    for r in range(len(chosen)):
+        ax = grid.at(r, panel)
+        _panel(
+            ax,
+            grid.figure,
+            values[r].numpy(),
+            gray=grays[r],
+            scale=float(scales[r]),
+            display=ex.display,
+            context=context,
+        )
+        ax.set_title(_wrap(ex.method, _describe(ex)), fontsize=_FONT)
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:

@@ -206,8 +206,7 @@ class HiResCam(_GradientCam):
     name = "hires_cam"
 
     def cam_and_weights(self, acts: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
-        product = grads * acts
-        return product.sum(dim=1, keepdim=True), product.sum(dim=spatial(acts))
+        return _elementwise(grads * acts)
 
 
 @register
@@ -226,5 +225,10 @@ class LayerCam(_GradientCam):
     name = "layer_cam"
 
     def cam_and_weights(self, acts: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
-        product = F.relu(grads) * acts
-        return product.sum(dim=1, keepdim=True), product.sum(dim=spatial(acts))
+        return _elementwise(F.relu(grads) * acts)
+
+
+def _elementwise(product: Tensor) -> tuple[Tensor, Tensor]:
+    """An element-wise CAM ``sum_k P_k`` ``(N, 1, h, w)`` of the per-channel product
+    ``P`` ``(N, K, h, w)``, and each channel's summed contribution ``sum_ij P``."""
+    return product.sum(dim=1, keepdim=True), product.sum(dim=spatial(product))

@@ -218,7 +218,7 @@ def _relative_drops(scores: Tensor, ablated: Tensor) -> Tensor:
             f"ablation_cam: the target score is 0 for row(s) {rows}, so the relative drop "
             "(y − y_k) / |y| is undefined; their channel weights are the drops y − y_k "
             "(same signs, another scale)",
-            stacklevel=5,
+            stacklevel=6,
         )
     return drops / torch.where(zero, torch.ones_like(y), y.abs())
 
