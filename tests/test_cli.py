@@ -81,6 +81,18 @@ TINY_SOURCE = textwrap.dedent(
 
     def build_flaky():
         return Flaky()
+
+
+    class Broken(TinyNet):
+        # Its logits are NaN for every image after the first (a diverged model).
+        def forward(self, x):
+            out = super().forward(x)
+            bad = torch.arange(len(x), device=x.device) >= 1
+            return torch.where(bad[:, None], torch.full_like(out, float("nan")), out)
+
+
+    def build_broken():
+        return Broken()
     """
 )
 
@@ -724,6 +736,54 @@ def test_failure_inside_the_model_leaves_no_output(
         )
     assert not (tmp_path / "new").exists()
     assert capsys.readouterr().out == ""
+
+
+def _strict_json(text: str) -> Any:
+    """``json.loads`` that refuses ``NaN``/``Infinity``, as strict parsers do."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_model_with_nan_outputs_is_an_error_naming_the_rows(
+    tmp_path: Path, assets: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 #3: it used to succeed with blank maps, "score nan" and a bare NaN in
+    summary.json."""
+    out = tmp_path / "new" / "out"
+    broken = [*tiny[:1], f"{TINY_MODULE}:build_broken", *tiny[2:]]
+    images = [str(assets / "a.png"), str(assets / "b.png")]
+    args = ["--methods", "gradient", "-q", "--out", str(out)]
+    result = run_cli(capsys, "explain", *images, *broken, *args)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.err
+    assert lines[0].startswith("seethrough: error: gradient: the model's target score is not")
+    assert "rows [1]" in lines[0] and "--nonfinite warn" in lines[0]
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_model_with_nan_outputs_can_be_marked_and_the_json_stays_valid(
+    tmp_path: Path, assets: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    broken = [*tiny[:1], f"{TINY_MODULE}:build_broken", *tiny[2:]]
+    images = [str(assets / "a.png"), str(assets / "b.png")]
+    args = ["--methods", "gradient,grad_cam", "--nonfinite", "warn", "-q", "--out", str(out)]
+    result = run_cli(capsys, "explain", *images, *broken, *args)
+    assert result.code == 0, result.err
+    warned = result.err.strip().splitlines()
+    assert len(warned) == 2  # one warning line per method, naming the rows
+    assert all(w.startswith("seethrough: warning: ") and "rows [1]" in w for w in warned)
+    summary = _strict_json((out / "summary.json").read_text(encoding="utf-8"))
+    for entry in summary["methods"]:
+        assert entry["nonfinite_rows"] == [1]
+        good, bad = entry["rows"]
+        assert isinstance(good["score"], float) and "nonfinite" not in good
+        assert bad["score"] is None and bad["nonfinite"] == ["score"]
+    assert "not finite" in (out / "index.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("bug"), OSError(28, "No space left on device")])

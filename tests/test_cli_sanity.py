@@ -71,3 +71,18 @@ def test_sanity_writes_curves_grids_and_json(
     assert edges == [1.0, 1.0, 1.0]
     assert summary["edge_similarity"]["edge_detector"]["ssim"] == [1.0, 1.0]
     assert "rank correlation with the trained map after features.0" in result.err
+
+
+def test_a_scoped_setting_reaches_its_method_only(
+    tmp_path: Path, assets: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--set smoothgrad.samples=2`` used to be flattened into ``samples=2`` for every
+    method that has a ``samples`` option (here: expected gradients too)."""
+    out = tmp_path / "out"
+    args = ["--methods", "smoothgrad,expected_gradients", "--set", "smoothgrad.samples=2"]
+    extra = ["--set", "expected_gradients.samples=3", "--figures", "0", "-q", "--out", str(out)]
+    result = run_cli(capsys, "sanity", str(assets / "a.png"), *tiny, *args, *extra)
+    assert result.code == 0, result.err
+    methods = json.loads((out / "sanity.json").read_text(encoding="utf-8"))["randomization"]
+    # Each configured method is labelled with its non-default options.
+    assert sorted(methods["methods"]) == ["expected_gradients(samples=3)", "smoothgrad(samples=2)"]

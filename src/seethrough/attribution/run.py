@@ -191,8 +191,8 @@ class PassContext:
             prefix = f"{self.method}: " if self.method else ""
             raise NonFiniteError(
                 f"{prefix}{found}; an explanation of a non-finite score means nothing — check "
-                "the model and the inputs, or pass nonfinite='warn' to continue with those "
-                "rows marked in the result's nonfinite_rows"
+                "the model and the inputs, or pass nonfinite='warn' (CLI: --nonfinite warn) to "
+                "continue with those rows marked in the result's nonfinite_rows"
             )
         self._findings.append(found)
 

@@ -81,6 +81,12 @@ def choice_option(name: str, values: Sequence[str], text: str) -> Decorator:
 batch_option = count_option(
     "--batch-size", "Most rows per forward pass (default: adapt to memory)."
 )
+nonfinite_option = choice_option(
+    "--nonfinite",
+    ("raise", "warn"),
+    "A NaN or infinite score, gradient or map: stop with an error naming the rows and the "
+    "step, or warn, go on and mark those rows in the report (JSON: null plus a flag).",
+)
 
 
 def option_group(make: type[Any], name: str, *options: Decorator) -> Decorator:

@@ -17,6 +17,7 @@ from ._shared import (
     image_options,
     load_inputs,
     model_options,
+    nonfinite_option,
     output_options,
     run_job,
     seed_option,
@@ -45,6 +46,7 @@ DEFAULT_METHODS = (
 )
 @seed_option
 @batch_option
+@nonfinite_option
 @image_options
 @output_options("seethrough-out")
 def explain_command(
@@ -54,6 +56,7 @@ def explain_command(
     methods: MethodChoice,
     seed: int,
     batch_size: int | None,
+    nonfinite: str,
     output: OutputChoice,
 ) -> None:
     """Explain IMAGES (files, folders, or sample:NAME; default: bundled photos).
@@ -75,6 +78,7 @@ def explain_command(
         target=chosen.target,
         seed=seed,
         batch_size=batch_size,
+        nonfinite=nonfinite,
         notes=_layers_used,
         opens="index.html",
     )

@@ -82,7 +82,7 @@ def sanity_command(
         run_sanity,
         net,
         loaded,
-        [m.name for m in chosen.methods],
+        list(chosen.methods),  # configured: a scoped --set reaches its method only
         mode=mode,
         granularity=granularity,
         follow_prediction=follow_prediction,
@@ -90,7 +90,6 @@ def sanity_command(
         seed=seed,
         batch_size=batch_size,
         figures=figures,
-        options={k: v for per in chosen.options.values() for k, v in per.items()},
         notes=_correlations,
     )
 

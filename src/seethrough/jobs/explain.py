@@ -29,6 +29,7 @@ from safetensors.torch import save
 from torch import Tensor
 
 from ..attribution import Explanation, Method, explain
+from ..attribution.run import NonFiniteMode
 from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.passes import forward_logits
@@ -145,6 +146,7 @@ def run_explain(
     batch_size: int | None = None,
     force: bool = False,
     progress: JobProgress | None = None,
+    nonfinite: NonFiniteMode = "raise",
 ) -> ExplainResult:
     """Explain ``images`` with each of ``methods`` and write the results into ``out``.
 
@@ -158,7 +160,10 @@ def run_explain(
     results are replaced when the first step is published.
 
     ``progress(name, done, total)`` is called with each step's method names as it runs,
-    then with ``"figures"`` as the figures are drawn.
+    then with ``"figures"`` as the figures are drawn. ``nonfinite`` is
+    :func:`~seethrough.attribution.explain`'s: ``"raise"`` stops before anything is
+    published; ``"warn"`` marks the rows (``summary.json``: ``null`` scores with a
+    ``"nonfinite"`` flag, ``nonfinite_rows`` per method).
     """
     if not images:
         raise InvalidOptionError("no images to explain")
@@ -174,7 +179,14 @@ def run_explain(
             label = ", ".join(m.name for m in step)
             tell = (lambda d, t, label=label: progress(label, d, t)) if progress else None
             found = explain(
-                net, x, list(step), target, seed=seed, batch_size=batch_size, progress=tell
+                net,
+                x,
+                list(step),
+                target,
+                seed=seed,
+                batch_size=batch_size,
+                progress=tell,
+                nonfinite=nonfinite,
             )
             done.update({m.name: ex for m, ex in zip(step, found, strict=True)})
             try:

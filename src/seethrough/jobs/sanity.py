@@ -4,13 +4,14 @@ images → figures and ``sanity.json``, written whole or not at all."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..attribution import Method
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError
 from ..models.zoo import LoadedModel
@@ -40,7 +41,7 @@ class SanityJobResult:
 def run_sanity(
     net: LoadedModel,
     images: Sequence[LoadedImage],
-    methods: Sequence[str],
+    methods: Sequence[str | Method],
     out: str | os.PathLike[str],
     *,
     mode: str = "cascading",
@@ -52,12 +53,12 @@ def run_sanity(
     figures: int = 4,
     force: bool = False,
     progress: JobProgress | None = None,
-    options: Mapping[str, Any] | None = None,
 ) -> SanityJobResult:
     """Run :func:`~seethrough.trust.model_randomization` and :func:`edge_similarity` on
     ``images`` and write ``sanity.json``, one similarity-curve figure per measure and the
     randomization grid of the first ``figures`` images into ``out`` (held by this run
-    and written whole or not at all: :class:`~seethrough.report.output.OutputFolder`)."""
+    and written whole or not at all: :class:`~seethrough.report.output.OutputFolder`).
+    ``methods`` are names or configured methods (``make_method(name, **options)``)."""
     if not images:
         raise InvalidOptionError("no images to check")
     with OutputFolder(out, force, manifest=SANITY) as staging:
@@ -75,7 +76,6 @@ def run_sanity(
             seed=seed,
             batch_size=batch_size,
             progress=report,
-            **dict(options or {}),
         )
         edges = edge_similarity_of(result.original)  # the maps the check already made
         files: list[str] = []
