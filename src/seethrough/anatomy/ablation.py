@@ -383,7 +383,7 @@ def _sweep_layer(
     classes: int,
     rows: int,
     seed: int,
-    done: Callable[[int], None],
+    advance: Callable[[int], None],
 ) -> tuple[Tensor, Tensor, bool]:
     """Per-class correct counts and loss sums ``(len(group), classes)``; whether the
     layer's output could be expanded (else inputs were repeated)."""
@@ -435,7 +435,7 @@ def _sweep_layer(
             _tally(out.reshape(len(part), len(chunk), -1), y, classes, c, lo)
             correct[part] += c
             losses[part] += lo
-        done(stop - start)
+        advance(stop - start)
 
     Budget(images, x.device).run(len(x), step)
     return correct, losses, expand
@@ -503,7 +503,7 @@ def ablate(
     total = len(x) * (1 + len(groups))
     finished = 0
 
-    def done(n: int) -> None:
+    def advance(n: int) -> None:
         nonlocal finished
         finished += n
         if progress is not None:
@@ -513,13 +513,13 @@ def ablate(
     evaluations: list[Evaluation | None] = [None] * len(ablations)
     batched = True
     with guarded(module, [x.device]):
-        base_correct, base_losses, classes = _baseline(module, x, y, rows, done)
+        base_correct, base_losses, classes = _baseline(module, x, y, rows, advance)
         counts = torch.bincount(y.cpu(), minlength=classes)
         for layer, members in groups.items():
             stats = _Stats(pools[layer]) if layer in pools else None
             group = [ablations[k] for k in members]
             correct, losses, expanded = _sweep_layer(
-                module, x, y, group, members, stats, classes, rows, seed, done
+                module, x, y, group, members, stats, classes, rows, seed, advance
             )
             batched = batched and expanded
             for j, k in enumerate(members):
@@ -536,14 +536,14 @@ def ablate(
 
 
 def _baseline(
-    module: nn.Module, x: Tensor, y: Tensor, rows: int, done: Callable[[int], None]
+    module: nn.Module, x: Tensor, y: Tensor, rows: int, advance: Callable[[int], None]
 ) -> tuple[Tensor, Tensor, int]:
     parts: list[Tensor] = []
 
     def step(start: int, stop: int) -> None:
         with torch.inference_mode():
             parts.append(_logits(module(x[start:stop])))
-        done(stop - start)
+        advance(stop - start)
 
     Budget(rows, x.device).run(len(x), step)
     logits = torch.cat(parts)

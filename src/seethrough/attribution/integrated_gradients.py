@@ -276,11 +276,11 @@ def adaptive_nodes(
                 mid = (lo + hi) / 2
                 opening[i] += [(lo, mid), (mid, hi)]
                 pending += [(i, (lo + mid) / 2), (i, (mid + hi) / 2)]
-    done = [r for r in result if r is not None]
+    finished = [r for r in result if r is not None]
     return AdaptivePath(
-        attributions=torch.stack([r[0] for r in done]),
+        attributions=torch.stack([r[0] for r in finished]),
         points=torch.tensor([len(g.grads) for g in grids], dtype=torch.long, device=x.device),
-        map_error=torch.tensor([r[2] for r in done], dtype=torch.float64, device=x.device),
+        map_error=torch.tensor([r[2] for r in finished], dtype=torch.float64, device=x.device),
         converged=torch.tensor(converged, device=x.device),
     )
 

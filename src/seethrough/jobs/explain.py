@@ -173,7 +173,7 @@ def run_explain(
         device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
         x = net.preprocess(list(images), device=device)
         report = _Report(staging, net, images, x, _top_predictions(net, x), methods, seed)
-        done: dict[str, Explanation] = {}
+        finished: dict[str, Explanation] = {}
         files: tuple[str, ...] = ()
         for step in schedule(methods):
             label = ", ".join(m.name for m in step)
@@ -188,15 +188,15 @@ def run_explain(
                 progress=tell,
                 nonfinite=nonfinite,
             )
-            done.update({m.name: ex for m, ex in zip(step, found, strict=True)})
+            finished.update({m.name: ex for m, ex in zip(step, found, strict=True)})
             try:
-                files = report.write(done, progress)
+                files = report.write(finished, progress)
                 folder.publish(last=(TENSORS, SUMMARY, INDEX))
             except OSError as error:
                 raise InvalidOptionError(
                     f"cannot write to output folder {folder.out}: {error.strerror or error}"
                 ) from error
-    return ExplainResult(Path(out), tuple(done[m.name] for m in methods), files)
+    return ExplainResult(Path(out), tuple(finished[m.name] for m in methods), files)
 
 
 def _check_methods(methods: Sequence[Method]) -> None:
@@ -226,10 +226,12 @@ class _Report:
         self.stems = file_stems([im.name for im in images], "image")
         self.files = sorted([*(f"{s}.png" for s in self.stems), TENSORS, SUMMARY, INDEX])
 
-    def write(self, done: dict[str, Explanation], progress: JobProgress | None) -> tuple[str, ...]:
+    def write(
+        self, finished: dict[str, Explanation], progress: JobProgress | None
+    ) -> tuple[str, ...]:
         """Every file of the report, into the staging folder; returns their names."""
-        explanations = [done[m.name] for m in self.methods if m.name in done]
-        pending = [m.name for m in self.methods if m.name not in done]
+        explanations = [finished[m.name] for m in self.methods if m.name in finished]
+        pending = [m.name for m in self.methods if m.name not in finished]
         sections = self._figures(explanations, progress)
         _write_tensors(self.staging / TENSORS, self.x, explanations)
         summary = _summary(self.images, self.predictions, explanations, self.net)
@@ -246,7 +248,9 @@ class _Report:
             "seed": self.seed,
             "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
         }
-        method_info = [(m.name, method_summary(type(m))) for m in self.methods if m.name in done]
+        method_info = [
+            (m.name, method_summary(type(m))) for m in self.methods if m.name in finished
+        ]
         status = None
         if pending:
             status = (
