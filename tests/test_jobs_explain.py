@@ -105,3 +105,32 @@ def test_a_complete_report_is_on_disk_after_each_step(
     assert [ex.method for ex in result.explanations] == order
     assert "Partial report" not in final["index"] and "refresh" not in final["index"]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no stage, no lock
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("boom")])
+def test_a_run_stopped_after_a_step_leaves_a_report_that_says_so(
+    error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tester's case: after Ctrl-C the published report still listed smoothgrad as
+    running, and its page reloaded forever."""
+    net = load_model(tiny_model(dtype=torch.float32))
+    images = load_images(["sample:camera"])
+    methods = [make_method("smoothgrad", samples=3), make_method("gradient")]
+    out = tmp_path / "out"
+    real = explain_job.explain
+
+    def explain(model: Any, x: Any, step: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if step[0].name == "smoothgrad":
+            raise error
+        return real(model, x, step, *args, **kwargs)
+
+    monkeypatch.setattr(explain_job, "explain", explain)
+    with pytest.raises(type(error)):
+        run_explain(net, images, methods, out)
+    state = folder_state(out)
+    assert [m["method"] for m in state["summary"]["methods"]] == ["gradient"]
+    assert state["summary"]["pending"] == [] and state["summary"]["not_run"] == ["smoothgrad"]
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "RuntimeError"
+    assert f"Incomplete report: the run stopped ({reason})" in state["index"]
+    assert "refresh" not in state["index"] and "Partial report" not in state["index"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no stage, no lock

@@ -192,6 +192,22 @@ def test_a_killed_run_leaves_a_stale_stage_that_the_next_run_removes(
     assert listing(out) == ["a.png", "attributions.safetensors", "index.html", "summary.json"]
 
 
+def test_a_terminated_run_cleans_up_like_an_interrupted_one(slow: Path, tmp_path: Path) -> None:
+    """The tester's case: SIGTERM (what `kill` and schedulers send) left the staging
+    folder and the lock file behind."""
+    out = tmp_path / "out"
+    victim = start(slow, out, tmp_path / "never")  # it waits until it is terminated
+    wait_until_writing(out, victim)
+    os.kill(victim.pid, signal.SIGTERM)
+    _, err = victim.communicate(timeout=60)
+    assert victim.returncode == 143
+    assert err.splitlines()[-1] == (
+        "seethrough: error: terminated; the output folder keeps the report of the steps "
+        "finished so far, if any"
+    )
+    assert not out.exists()  # nothing was published: the new folder is gone again
+
+
 # ---------------------------------------------------------------------------- the early check
 
 

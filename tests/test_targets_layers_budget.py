@@ -357,3 +357,17 @@ def test_progress_plan_counts_the_perturbed_rows(method: str) -> None:
     # clean pass (2 rows) + one row per channel (8) or window (4) of each image
     rows = 2 + 2 * (8 if method != "occlusion" else 4)
     assert seen[-1] == (rows, rows)
+
+
+def test_labels_of_the_wrong_count_are_refused_on_the_first_pass() -> None:
+    """The tester's case: ``explain(..., labels=3 names)`` on a 5-class model returned
+    normally, naming classes with the wrong labels."""
+    model = tiny_model()
+    x = tiny_inputs(n=2)
+    labels = ["a", "b", "c"]
+    with pytest.raises(TargetError, match="the labels name 3 classes but the model outputs 5"):
+        st.explain(model, x, "gradient", labels=labels)
+    with pytest.raises(TargetError, match="the labels name 3 classes"):
+        st.explain(model, x, "grad_cam", target="top2", labels=labels)
+    right = [f"class {i}" for i in range(5)]
+    assert st.explain(model, x, "gradient", labels=right).class_names == tuple(right)

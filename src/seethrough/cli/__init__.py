@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,6 +36,7 @@ __all__ = ["cli", "main"]
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by it
 _log = logging.getLogger("seethrough")
 
 
@@ -59,7 +62,7 @@ for _command in (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (and exits with it when ``argv`` is None)."""
-    with _log_to_stderr(), _warnings_to_stderr():
+    with _log_to_stderr(), _warnings_to_stderr(), _terminate_as_interrupt():
         code = _run(list(argv) if argv is not None else None)
     if argv is None:
         sys.exit(code)
@@ -88,11 +91,12 @@ def _run(args: list[str] | None) -> int:
     except SeethroughError as error:
         _fail(str(error))
         return USAGE_ERROR
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail(
-            "interrupted; the output folder keeps the report of the steps finished so far, if any"
-        )
-        return INTERRUPTED
+    except (KeyboardInterrupt, click.exceptions.Abort) as error:
+        # click turns a KeyboardInterrupt into Abort, raised from it
+        terminated = isinstance(error, Terminated) or isinstance(error.__context__, Terminated)
+        what = "terminated" if terminated else "interrupted"
+        _fail(f"{what}; the output folder keeps the report of the steps finished so far, if any")
+        return TERMINATED if terminated else INTERRUPTED
     # standalone_mode=False returns the exit code of --help/--version, else the command's value.
     return result if isinstance(result, int) else 0
 
@@ -115,6 +119,27 @@ def _log_to_stderr() -> Iterator[None]:
     finally:
         _log.removeHandler(handler)
         _log.setLevel(level)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that a job cleans up as after Ctrl-C (its
+    staging folder and lock removed, its published report marked as stopped)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

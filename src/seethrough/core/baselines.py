@@ -132,7 +132,8 @@ def make_baseline(
         except RuntimeError:
             raise InvalidOptionError(
                 f"baseline of shape {tuple(base.shape)} does not broadcast to the "
-                f"inputs' shape {tuple(x.shape)}"
+                f"inputs' shape {tuple(x.shape)}; give one image {tuple(x.shape[1:])}, "
+                f"one per row {tuple(x.shape)}, or a number"
             ) from None
     if not isinstance(baseline, str):
         return torch.full_like(x, float(baseline))

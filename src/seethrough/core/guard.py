@@ -96,7 +96,8 @@ def check_inputs(inputs: object, model: nn.Module) -> Tensor:
         )
     if inputs.shape[0] == 0 or inputs.numel() == 0:
         raise InvalidInputError(
-            f"inputs have shape {tuple(inputs.shape)}: there is nothing to explain"
+            f"inputs have shape {tuple(inputs.shape)}: the batch is empty, there is "
+            "nothing to explain; pass at least one image"
         )
     if not inputs.dtype.is_floating_point:
         raise InvalidInputError(
@@ -107,7 +108,10 @@ def check_inputs(inputs: object, model: nn.Module) -> Tensor:
         x = inputs.detach().clone()
     bad = int((~torch.isfinite(x)).sum())
     if bad:
-        raise InvalidInputError(f"inputs contain {bad} NaN or infinite values")
+        raise InvalidInputError(
+            f"inputs contain {bad} NaN or infinite values; check the images and their "
+            "preprocessing (torch.isfinite(x) shows where)"
+        )
     for p in [*model.parameters(), *model.buffers()]:
         if p.device != x.device:
             raise InvalidInputError(

@@ -15,6 +15,7 @@ Indices out of range raise :class:`~seethrough.errors.TargetError` with the vali
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Target:
     k: int = 1
     fn: Callable[[Any], Tensor] | None = None
     in_range: bool = False
+    labels: int | None = None  # how many class labels the caller gave, checked on a pass
     # the checked indices on each device a pass ran on (filled by ``select``)
     _placed: dict[torch.device, Tensor] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -112,6 +114,12 @@ class Target:
                 )
             return scores, torch.full((n,), -1, dtype=torch.long, device=scores.device)
         logits = logits_of(output)
+        if self.labels is not None and logits.shape[1] != self.labels:
+            raise TargetError(
+                f"the labels name {self.labels} classes but the model outputs "
+                f"{logits.shape[1]} class scores; give one label per class, in the order of "
+                "the model's outputs"
+            )
         if self.indices is None:
             indices = logits.detach().argmax(dim=1)
         else:
@@ -143,7 +151,7 @@ class Target:
         """
         if self.fn is not None:
             return self
-        return Target("fixed", indices=indices.detach().long(), in_range=True)
+        return Target("fixed", indices=indices.detach().long(), in_range=True, labels=self.labels)
 
 
 def _index(value: Any, labels: Sequence[str] | None) -> int:
@@ -171,7 +179,17 @@ def _index(value: Any, labels: Sequence[str] | None) -> int:
 
 
 def parse_target(target: TargetLike, n: int, labels: Sequence[str] | None = None) -> Target:
-    """Turn a user's ``target`` into a :class:`Target` for a batch of ``n`` images."""
+    """Turn a user's ``target`` into a :class:`Target` for a batch of ``n`` images.
+
+    With ``labels``, every pass also checks that the model has one class score per label.
+    """
+    parsed = _parse(target, n, labels)
+    if labels is None or parsed.fn is not None:
+        return parsed
+    return dataclasses.replace(parsed, labels=len(labels))
+
+
+def _parse(target: TargetLike, n: int, labels: Sequence[str] | None) -> Target:
     if target is None or (isinstance(target, str) and target == "predicted"):
         return Target("predicted")
     if isinstance(target, str) and (match := _TOPK.fullmatch(target)):

@@ -16,6 +16,7 @@ the page says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -178,16 +179,21 @@ def run_explain(
         for step in schedule(methods):
             label = ", ".join(m.name for m in step)
             tell = (lambda d, t, label=label: progress(label, d, t)) if progress else None
-            found = explain(
-                net,
-                x,
-                list(step),
-                target,
-                seed=seed,
-                batch_size=batch_size,
-                progress=tell,
-                nonfinite=nonfinite,
-            )
+            try:
+                found = explain(
+                    net,
+                    x,
+                    list(step),
+                    target,
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=tell,
+                    nonfinite=nonfinite,
+                )
+            except BaseException as error:  # also Ctrl-C: the published report says so
+                if finished:
+                    _mark_stopped(report, folder, finished, error)
+                raise
             finished.update({m.name: ex for m, ex in zip(step, found, strict=True)})
             try:
                 files = report.write(finished, progress)
@@ -197,6 +203,17 @@ def run_explain(
                     f"cannot write to output folder {folder.out}: {error.strerror or error}"
                 ) from error
     return ExplainResult(Path(out), tuple(finished[m.name] for m in methods), files)
+
+
+def _mark_stopped(
+    report: _Report, folder: OutputFolder, finished: dict[str, Explanation], error: BaseException
+) -> None:
+    """Republish the report of the steps that finished, saying the rest will not come
+    (it would otherwise list them as still running and reload forever)."""
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else type(error).__name__
+    with contextlib.suppress(Exception):  # the error being raised matters more
+        report.write(finished, None, stopped=reason)
+        folder.publish(last=(TENSORS, SUMMARY, INDEX))
 
 
 def _check_methods(methods: Sequence[Method]) -> None:
@@ -227,16 +244,21 @@ class _Report:
         self.files = sorted([*(f"{s}.png" for s in self.stems), TENSORS, SUMMARY, INDEX])
 
     def write(
-        self, finished: dict[str, Explanation], progress: JobProgress | None
+        self,
+        finished: dict[str, Explanation],
+        progress: JobProgress | None,
+        stopped: str | None = None,
     ) -> tuple[str, ...]:
-        """Every file of the report, into the staging folder; returns their names."""
+        """Every file of the report, into the staging folder; returns their names.
+        ``stopped``: why the run ended before the methods not in ``finished`` ran."""
         explanations = [finished[m.name] for m in self.methods if m.name in finished]
         pending = [m.name for m in self.methods if m.name not in finished]
         sections = self._figures(explanations, progress)
         _write_tensors(self.staging / TENSORS, self.x, explanations)
         summary = _summary(self.images, self.predictions, explanations, self.net)
         summary["seed"] = self.seed
-        summary["pending"] = pending
+        summary["pending"] = [] if stopped else pending
+        summary["not_run"] = pending if stopped else []
         summary["files"] = self.files
         (self.staging / SUMMARY).write_text(dumps(summary, indent=2), encoding="utf-8")
         run_info = {
@@ -252,13 +274,21 @@ class _Report:
             (m.name, method_summary(type(m))) for m in self.methods if m.name in finished
         ]
         status = None
-        if pending:
+        if pending and stopped:
+            status = (
+                f"Incomplete report: the run stopped ({stopped}) at "
+                f"{time.strftime('%H:%M:%S')} after {len(explanations)} of "
+                f"{len(self.methods)} methods; not run: {', '.join(pending)}."
+            )
+        elif pending:
             status = (
                 f"Partial report, written {time.strftime('%H:%M:%S')}: "
                 f"{len(explanations)} of {len(self.methods)} methods. Still to run when it "
                 f"was written: {', '.join(pending)}. This page reloads until the run ends."
             )
-        page = render_index("seethrough explain", sections, run_info, method_info, status)
+        page = render_index(
+            "seethrough explain", sections, run_info, method_info, status, running=not stopped
+        )
         (self.staging / INDEX).write_text(page, encoding="utf-8")
         return tuple(self.files)
 

@@ -56,13 +56,17 @@ def render_index(
     run_info: Mapping[str, object],
     method_info: Sequence[tuple[str, str]],
     status: str | None = None,
+    *,
+    running: bool = True,
 ) -> str:
     """The page: run settings, then per image its predictions, targets and figure.
 
-    ``status``, when given, says the report is partial (shown at the top); the page then
-    reloads itself every :data:`RELOAD_SECONDS` seconds, to show the next step's results.
+    ``status``, when given, says the report is partial (shown at the top); while the run
+    is ``running`` the page then reloads itself every :data:`RELOAD_SECONDS` seconds, to
+    show the next step's results.
     """
-    reload = f'<meta http-equiv="refresh" content="{RELOAD_SECONDS}">' if status else ""
+    refresh = f'<meta http-equiv="refresh" content="{RELOAD_SECONDS}">'
+    reload = refresh if status and running else ""
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8">{reload}',
