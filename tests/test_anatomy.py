@@ -26,7 +26,7 @@ from seethrough.anatomy import (
     tcav,
     tcav_concepts,
 )
-from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError
+from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError, TargetError
 from seethrough.report.serialize import to_jsonable
 
 
@@ -451,3 +451,11 @@ def test_collected_features_are_flattened_or_pooled_to_the_cap() -> None:
     assert (h < 0).any()
     kept = collect_activations(single, x.float(), "bn2", max_features=None)
     torch.testing.assert_close(kept, h.reshape(6, -1))
+
+
+def test_gradient_analysis_refuses_a_label_out_of_range() -> None:
+    """The tester's case: label 99 on a 5-class model ended in a shape RuntimeError."""
+    model = tiny_model()
+    x = tiny_inputs(n=2)
+    with pytest.raises(TargetError, match="label 99 is out of range: the model has 5 classes"):
+        gradient_analysis(model, x, torch.tensor([1, 99]), ["conv3"], batch_size=2)

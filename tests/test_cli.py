@@ -201,6 +201,15 @@ def _pickle(env: Env) -> tuple[list[str], str]:
     return [env.image, "--model", str(path), "--device", "cpu"], "--allow-pickle"
 
 
+def _pickle_protocol_4(env: Env) -> tuple[list[str], str]:
+    """torch warns about protocol 4 before refusing: that warning was a second line."""
+    import seethrough_cli_test_tinynet as tinynet  # type: ignore[import-not-found]
+
+    path = env.tmp / "protocol4.pt"
+    torch.save(tinynet.TinyNet(), path, pickle_protocol=4)
+    return [env.image, "--model", str(path), "--device", "cpu"], "--allow-pickle"
+
+
 def _existing_folder(env: Env) -> tuple[list[str], str]:
     env.out.mkdir()
     (env.out / "keep.txt").write_text("mine")
@@ -265,6 +274,22 @@ BAD_INPUTS: dict[str, Case] = {
         [e.image, *e.tiny, "--methods", "smoothgrad", "--set", "noise=abc"],
         "smoothgrad: noise must be non-negative (a finite number), got 'abc' (str)",
     ),
+    "--set a huge count": lambda e: (  # the tester's case: an OverflowError traceback
+        [e.image, *e.tiny, "--methods", "smoothgrad", "--set", f"samples={10**30}"],
+        "smoothgrad: samples must be a positive integer",
+    ),
+    "a huge target": lambda e: (
+        [e.image, *e.tiny, "--target", str(10**23)],
+        "is out of range: no model has that many classes",
+    ),
+    "an unknown class name": lambda e: (
+        [e.image, *e.tiny, "--target", "1.5"],
+        "unknown class name '1.5'; give a class index 0–4 or one of the 5 names",
+    ),
+    "an empty --out": lambda e: (
+        [e.image, *e.tiny, "--out", ""],
+        "the output folder (--out) is empty; name a folder",
+    ),
     "--set nan": lambda e: (
         [e.image, *e.tiny, "--methods", "smoothgrad", "--set", "noise=nan"],
         "smoothgrad: noise must be non-negative (a finite number), got 'nan'",
@@ -328,6 +353,7 @@ BAD_INPUTS: dict[str, Case] = {
     "out is a file": _existing_file,
     "out below a file": _parent_is_file,
     "plain pickle without --allow-pickle": _pickle,
+    "protocol-4 pickle without --allow-pickle": _pickle_protocol_4,
     "missing model file": lambda e: (
         [e.image, "--model", str(e.tmp / "missing.pt")],
         "no such model file",

@@ -28,6 +28,8 @@ tiny = test_cli.tiny
         (["--concept-class", "Sandle", "--concept-layer", "fc1"], "unknown class name 'Sandle'"),
         (["--sweep-size", "0"], "Invalid value for '--sweep-size'"),
         (["--model", "nonexistent-net"], "unknown model 'nonexistent-net'"),
+        (["--modules", " , "], "--modules is empty"),  # the tester's: ran the defaults
+        (["--concept-class", "Sandal"], "--concept-class needs --concept NAME=FOLDER"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,10 +138,19 @@ def test_a_plain_dataclass_is_walked_by_field() -> None:
 
 
 def test_write_json_keeps_unicode_and_ends_with_a_newline(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "s.json", {"name": "nœud café", "score": float("nan")})
+    with pytest.warns(RuntimeWarning, match=r"s\.json: some numbers are not finite"):
+        path = write_json(tmp_path / "s.json", {"name": "nœud café", "score": float("nan")})
     text = path.read_text(encoding="utf-8")
     assert "nœud café" in text and text.endswith("}\n")
     assert strict(text) == {"name": "nœud café", "score": None, NONFINITE: ["score"]}
+
+
+def test_write_json_is_quiet_when_every_number_is_finite(tmp_path: Path) -> None:
+    """The tester's case: NaN results of the features and anatomy jobs were written as
+    null without a word on the console; now a warning says so (and only then)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_json(tmp_path / "ok.json", {"score": 0.5, "maps": torch.ones(3)})
 
 
 # The keys each result's JSON had when every result wrote its own (``to_dict``): users and

@@ -175,12 +175,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+MAX_INTEGER = 2**31 - 1
+"""The largest count option (samples, steps, ...): beyond it, tensor sizes and indices
+overflow long before any run could finish. Other integers (seeds) must fit 64 bits."""
+
+
 def integer(at_least: int | None = 1) -> OptionCheck:
     """An ``int`` (not a bool), at least ``at_least`` unless that is ``None``."""
     if at_least is None:
-        return OptionCheck(_is_int, "an integer")
+        return OptionCheck(lambda v: _is_int(v) and abs(v) < 2**63, "a 64-bit integer")
     words = "a positive integer" if at_least == 1 else f"an integer ≥ {at_least}"
-    return OptionCheck(lambda v: _is_int(v) and v >= at_least, words)
+    return OptionCheck(lambda v: _is_int(v) and at_least <= v <= MAX_INTEGER, words)
 
 
 def number(

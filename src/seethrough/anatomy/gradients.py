@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, TargetError
 from .ablation import DEFAULT_ROWS, check_labelled
 
 __all__ = ["OBJECTIVES", "GradientAnalysis", "ModuleGradients", "gradient_analysis"]
@@ -102,6 +102,15 @@ class _Sums:
         self.param_class: list[Tensor] | None = None
 
 
+def _check_label_range(labels: Tensor, classes: int) -> None:
+    if bool((labels >= classes).any()):
+        bad = int(labels[labels >= classes][0])
+        raise TargetError(
+            f"label {bad} is out of range: the model has {classes} classes (labels 0 to "
+            f"{classes - 1})"
+        )
+
+
 def _objective(logits: Tensor, labels: Tensor, objective: str) -> Tensor:
     if objective == "loss":
         if logits.dtype in (torch.float16, torch.bfloat16):
@@ -140,6 +149,7 @@ def gradient_analysis(
     rows = batch_size or DEFAULT_ROWS
     with guarded(module, [x.device]):
         classes = _classes(module, x[:1])
+        _check_label_range(y, classes)
         counts = torch.bincount(y.cpu(), minlength=classes)
         sums: list[_Sums | None] = [None] * len(names)
         params = [list(layer.parameters(recurse=False)) for layer in layers]

@@ -109,9 +109,14 @@ def anatomy_command(
         raise InvalidOptionError(
             f"--data {data!r}: not '{FASHION}' and not a folder of class subfolders"
         )
-    wanted = [m.strip() for m in modules.split(",")] if modules else None
+    if modules is not None and not any(m.strip() for m in modules.split(",")):
+        raise InvalidOptionError("--modules is empty; name modules (see 'seethrough layers')")
+    wanted = [m.strip() for m in modules.split(",") if m.strip()] if modules else None
     net = load_net(model, [*(wanted or []), *([concept_layer] if concept_layer else [])], output)
     index = _class_index(concept_class, net.labels)
+    if not named and (concept_class is not None or concept_layer is not None):
+        given = "--concept-class" if concept_class is not None else "--concept-layer"
+        raise InvalidOptionError(f"{given} needs --concept NAME=FOLDER (it sets up TCAV)")
     run_job(
         output,
         run_anatomy,

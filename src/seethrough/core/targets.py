@@ -157,12 +157,14 @@ class Target:
 def _index(value: Any, labels: Sequence[str] | None) -> int:
     if isinstance(value, bool):
         raise TargetError(f"target {value!r} is a boolean; give a class index or name")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
     if isinstance(value, int):
         if value < 0:
             raise TargetError(f"target {value} is negative; class indices start at 0")
+        if value >= 2**63:
+            raise TargetError(f"target {value} is out of range: no model has that many classes")
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     if isinstance(value, str):
         if labels is None:
             raise TargetError(
@@ -174,7 +176,11 @@ def _index(value: Any, labels: Sequence[str] | None) -> int:
         lowered = [name.lower() for name in labels]
         if value.lower() in lowered:
             return lowered.index(value.lower())
-        raise TargetError(f"unknown class name {value!r}{suggest(value, labels)}")
+        hint = suggest(value, labels) or (
+            f"; give a class index 0–{len(labels) - 1} or one of the {len(labels)} names "
+            "in the labels"
+        )
+        raise TargetError(f"unknown class name {value!r}{hint}")
     raise TargetError(f"target {value!r} ({type(value).__name__}) is not a class index or name")
 
 

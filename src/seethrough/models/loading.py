@@ -224,7 +224,9 @@ def _file_kind(path: Path) -> str:
 
 def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about what we refuse anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if not allow_pickle:
             found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))

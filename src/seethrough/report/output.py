@@ -80,6 +80,8 @@ class OutputFolder:
     def __init__(
         self, out: str | os.PathLike[str], force: bool = False, manifest: str | None = None
     ) -> None:
+        if not str(out).strip():  # e.g. an unset shell variable: not the current folder
+            raise InvalidOptionError("the output folder (--out) is empty; name a folder")
         self.out = Path(out)
         self.force = force
         self.manifest = manifest

@@ -29,6 +29,7 @@ import enum
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,16 @@ def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 1) -
         ``path``.
     """
     path = Path(path)
-    path.write_text(dumps(obj, indent), encoding="utf-8")
+    text = dumps(obj, indent)
+    path.write_text(text, encoding="utf-8")
+    if f'"{NONFINITE}":' in text:  # a result held NaN or inf: say so, not only in the file
+        warnings.warn(
+            f"{path.name}: some numbers are not finite (NaN or infinite; written as null, "
+            f'listed under "{NONFINITE}"): a model, weights or inputs that give NaN, or a '
+            "quantity with no data (e.g. a class without images)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return path
 
 
