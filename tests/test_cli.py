@@ -83,6 +83,10 @@ TINY_SOURCE = textwrap.dedent(
         return Flaky()
 
 
+    def build_raises():
+        raise RuntimeError("no config for this net")
+
+
     class Broken(TinyNet):
         # Its logits are NaN for every image after the first (a diverged model).
         def forward(self, x):
@@ -208,6 +212,19 @@ def _pickle_protocol_4(env: Env) -> tuple[list[str], str]:
     path = env.tmp / "protocol4.pt"
     torch.save(tinynet.TinyNet(), path, pickle_protocol=4)
     return [env.image, "--model", str(path), "--device", "cpu"], "--allow-pickle"
+
+
+def _factory_raises(env: Env) -> tuple[list[str], str]:
+    raising = [*env.tiny[:1], f"{TINY_MODULE}:build_raises", *env.tiny[2:]]
+    return [env.image, *raising], (
+        f"factory '{TINY_MODULE}:build_raises' raised RuntimeError: no config for this net"
+    )
+
+
+def _factory_syntax_error(env: Env) -> tuple[list[str], str]:
+    (env.assets / "seethrough_cli_test_broken.py").write_text("def build(:\n    pass\n")
+    broken = [*env.tiny[:1], "seethrough_cli_test_broken:build", *env.tiny[2:]]
+    return [env.image, *broken], "cannot import module 'seethrough_cli_test_broken'"
 
 
 def _existing_folder(env: Env) -> tuple[list[str], str]:
@@ -354,6 +371,8 @@ BAD_INPUTS: dict[str, Case] = {
     "out below a file": _parent_is_file,
     "plain pickle without --allow-pickle": _pickle,
     "protocol-4 pickle without --allow-pickle": _pickle_protocol_4,
+    "a factory that raises": _factory_raises,  # the tester's: a 56-line traceback
+    "a factory module with a syntax error": _factory_syntax_error,
     "missing model file": lambda e: (
         [e.image, "--model", str(e.tmp / "missing.pt")],
         "no such model file",

@@ -65,9 +65,10 @@ def resolve_import_path(path: str) -> Any:
     module_name, attr_path = path.split(":")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
+    except (ImportError, SyntaxError) as err:  # a syntax error names its file and line
         raise ModelLoadError(
-            f"cannot import module {module_name!r} (for object {attr_path!r}): {err}"
+            f"cannot import module {module_name!r} (for object {attr_path!r}): "
+            f"{type(err).__name__}: {err}"
         ) from err
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -101,7 +102,13 @@ def build_from_import_path(path: str) -> nn.Module:
         ) from err
     except ValueError:  # no signature available (some builtins): just try calling it
         pass
-    module = obj()
+    try:
+        module = obj()
+    except Exception as err:  # the user's code: say where, keep the cause for -v / Python
+        raise ModelLoadError(
+            f"factory {path!r} raised {type(err).__name__}: {err} (call it in Python to see "
+            "the traceback)"
+        ) from err
     if not isinstance(module, nn.Module):
         raise ModelLoadError(
             f"factory {path!r} returned an object of type {type(module).__name__}, "
