@@ -183,3 +183,20 @@ class Snapshot:
             assert torch.equal(after.input_value, self.input_value), "input values changed"
             assert after.input_requires_grad == self.input_requires_grad, "input requires_grad"
             assert (after.input_grad is None) == (self.input_grad is None), "input .grad"
+
+
+class QuantusNet(nn.Module):
+    """A float32 net whose registration order is its execution order, with one
+    parametrised module per step: Quantus's layer sequence is ours, so its randomization
+    tests (MPRT, sMPRT, eMPRT) can be compared with ours step by step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.bn(self.conv1(x)))
+        return self.fc(torch.relu(self.conv2(h)).mean(dim=(2, 3)))

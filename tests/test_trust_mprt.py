@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 import seethrough as st
-from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from helpers import Failing, QuantusNet, Snapshot, tiny_inputs, tiny_model
 from seethrough.core.reinit import reinitialize
 from seethrough.errors import InvalidOptionError
 from seethrough.report.serialize import to_jsonable
@@ -30,25 +30,9 @@ from seethrough.trust.mprt import (
 )
 
 
-class _Net(nn.Module):
-    """Float32 (Quantus's explain casts inputs to float32); registration order =
-    execution order, one parametrised module per step: Quantus's layer sequence is ours."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
-        self.fc = nn.Linear(6, 5)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.relu(self.bn(self.conv1(x)))
-        return self.fc(torch.relu(self.conv2(h)).mean(dim=(2, 3)))
-
-
 def _setup() -> tuple[nn.Module, Tensor, Tensor]:
     torch.manual_seed(0)
-    model = _Net().eval()
+    model = QuantusNet().eval()
     with torch.no_grad():
         model.bn.running_mean.uniform_(-0.5, 0.5)  # type: ignore[union-attr]
         model.bn.running_var.uniform_(0.5, 1.5)  # type: ignore[union-attr]

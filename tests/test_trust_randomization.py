@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 import seethrough as st
-from helpers import Failing, Snapshot, tiny_inputs, tiny_model
+from helpers import Failing, QuantusNet, Snapshot, tiny_inputs, tiny_model
 from seethrough.core.reinit import reinitialize
 from seethrough.errors import InvalidOptionError
 from seethrough.report.serialize import to_jsonable
@@ -197,21 +197,6 @@ def test_bad_options_are_refused() -> None:
         model_randomization(model, x, ["gradient"], metrics=("pearson",))
 
 
-class _QuantusNet(nn.Module):
-    """Registration order = execution order here, so Quantus's order is the right one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
-        self.fc = nn.Linear(6, 5)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.relu(self.bn(self.conv1(x)))
-        return self.fc(torch.relu(self.conv2(h)).mean(dim=(2, 3)))
-
-
 def test_matches_quantus_mprt_with_identical_settings_and_shows_its_average_bug() -> None:
     """Quantus 0.6.0 ``MPRT`` (top-down, seed 42): every module with ``reset_parameters``
     in reversed registration order, the global seed set to 43 before each reset, running
@@ -220,7 +205,7 @@ def test_matches_quantus_mprt_with_identical_settings_and_shows_its_average_bug(
     ``reset_running_stats=True`` gives the same per-layer scores."""
     quantus = pytest.importorskip("quantus")
     torch.manual_seed(0)
-    model = _QuantusNet().eval()
+    model = QuantusNet().eval()
     with torch.no_grad():
         model.bn.running_mean.uniform_(-0.5, 0.5)
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
