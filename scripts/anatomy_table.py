@@ -43,7 +43,7 @@ from seethrough.core.layers import find_layer
 from seethrough.core.stats import Interval, holm, mean_ci, paired_test
 from seethrough.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.report.serialize import dumps, to_jsonable
+from seethrough.reporting.serialize import dumps, to_jsonable
 from seethrough.viz import plot_anatomy, plot_card, save_figure
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from seethrough.attribution import make_method
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.models.training import accuracy, train_classifier
-from seethrough.report.serialize import dumps, roar_record
+from seethrough.reporting.serialize import dumps, roar_record
 from seethrough.trust.roar import RANDOM, RoarResult, attribution_maps, roar, tie_broken_ranks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

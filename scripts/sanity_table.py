@@ -41,7 +41,7 @@ from seethrough.core.stats import Interval, holm, mean_ci, paired_test
 from seethrough.data import DEFAULT_SAMPLES
 from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.report.serialize import dumps, to_jsonable
+from seethrough.reporting.serialize import dumps, to_jsonable
 from seethrough.trust import (
     data_randomization,
     edge_similarity_of,

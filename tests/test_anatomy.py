@@ -27,7 +27,7 @@ from seethrough.anatomy import (
     tcav_concepts,
 )
 from seethrough.errors import InvalidInputError, InvalidOptionError, LayerError, TargetError
-from seethrough.report.serialize import to_jsonable
+from seethrough.reporting.serialize import to_jsonable
 
 
 def labelled(n: int = 24, seed: int = 3) -> tuple[nn.Module, Tensor, Tensor]:

@@ -21,14 +21,14 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         "errors _version",
-        "data",
+        "data words",
         "models",
         "core",
         "attribution",
         "trust inside anatomy",
         "viz",
-        "report",
-        "jobs",
+        "reporting",
+        "jobs tensorboard",
         "cli",
         "<root>",
     )

@@ -12,7 +12,7 @@ from seethrough.errors import InvalidInputError, LayerError
 from seethrough.inside.filters import conv_layer_names, filters
 from seethrough.models import load_model
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.report.serialize import to_jsonable
+from seethrough.reporting.serialize import to_jsonable
 
 
 def test_filters_equal_the_modules_weights_and_are_a_cpu_copy() -> None:

@@ -12,7 +12,7 @@ from seethrough.data.fashion_mnist import load_fashion_mnist
 from seethrough.errors import InvalidOptionError, LayerError
 from seethrough.inside.feature_maps import default_rows, feature_maps
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.report.serialize import to_jsonable
+from seethrough.reporting.serialize import to_jsonable
 
 
 def _manual_bn1(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

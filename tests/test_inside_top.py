@@ -18,7 +18,7 @@ from seethrough.inside.receptive_field import Span, receptive_field
 from seethrough.inside.top_examples import top_examples
 from seethrough.models import load_model
 from seethrough.models.fashion_cnn import fashion_cnn
-from seethrough.report.serialize import to_jsonable
+from seethrough.reporting.serialize import to_jsonable
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from seethrough.cli.explain import DEFAULT_METHODS
 from seethrough.data import load_images
 from seethrough.jobs.explain import FAST_PASSES, run_explain, schedule
 from seethrough.models import load_model
-from seethrough.report.html import RELOAD_SECONDS
+from seethrough.reporting.html import RELOAD_SECONDS
 
 DEFAULT = DEFAULT_METHODS.split(",")  # the methods of `seethrough explain`
 

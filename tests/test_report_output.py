@@ -1,4 +1,4 @@
-"""Output folders (``seethrough.report.output``): the early write check, one run at a time,
+"""Output folders (``seethrough.reporting.output``): the early write check, one run at a time,
 stale stages of killed runs, safe and readable file names (issue 18 #4–6, #10)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from seethrough.cli import main
 from seethrough.errors import InvalidOptionError
-from seethrough.report.output import LOCK, OutputFolder, file_stems, safe_stem
+from seethrough.reporting.output import LOCK, OutputFolder, file_stems, safe_stem
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SLOW_MODULE = "seethrough_output_test_slownet"

@@ -1,4 +1,4 @@
-"""One JSON form for every result (``seethrough.report.serialize``): exact numbers, valid
+"""One JSON form for every result (``seethrough.reporting.serialize``): exact numbers, valid
 JSON for strict parsers (non-finite numbers as ``null`` plus a flag), the keys users read."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from helpers import tiny_inputs, tiny_model
 from seethrough.anatomy import Ablation, ablate, probe_layers
 from seethrough.inside import Visualization, feature_maps, filters
-from seethrough.report.serialize import (
+from seethrough.reporting.serialize import (
     LAYOUTS,
     MAX_LISTED,
     NONFINITE,

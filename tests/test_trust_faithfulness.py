@@ -345,7 +345,7 @@ def test_every_metric_reports_named_fields_not_a_string_keyed_dict() -> None:
     """DESIGN rule 6: what a metric reports besides its scores is a named field of a
     frozen result (was ``extra["morf"]``, ``extra["area_fraction"]``, …), and the JSON
     form keeps those names."""
-    from seethrough.report.serialize import to_jsonable
+    from seethrough.reporting.serialize import to_jsonable
     from seethrough.trust.localisation import (
         energy_pointing_game,
         pointing_game,

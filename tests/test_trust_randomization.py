@@ -16,7 +16,7 @@ import seethrough as st
 from helpers import Failing, QuantusNet, Snapshot, tiny_inputs, tiny_model
 from seethrough.core.reinit import reinitialize
 from seethrough.errors import InvalidOptionError
-from seethrough.report.serialize import to_jsonable
+from seethrough.reporting.serialize import to_jsonable
 from seethrough.trust import model_randomization, randomization_steps
 
 

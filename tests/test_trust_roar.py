@@ -15,7 +15,7 @@ from helpers import Snapshot
 from seethrough.attribution import make_method
 from seethrough.errors import InvalidInputError, InvalidOptionError
 from seethrough.models.training import accuracy, train_classifier
-from seethrough.report.serialize import roar_record, to_jsonable
+from seethrough.reporting.serialize import roar_record, to_jsonable
 from seethrough.trust import roar
 from seethrough.trust.roar import RANDOM, tie_broken_ranks
 

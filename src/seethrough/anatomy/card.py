@@ -13,7 +13,7 @@ returns one :class:`ModuleCard` per module:
 * ``probe`` / ``random_probe`` — held-out accuracy of a linear probe on the module's
   output, for the trained network and a randomly initialised copy (:mod:`.probes`).
 
-Cards are frozen, written as JSON by :func:`seethrough.report.serialize.to_jsonable` and drawn
+Cards are frozen, written as JSON by :func:`seethrough.reporting.serialize.to_jsonable` and drawn
 by :func:`seethrough.viz.plot_card`.
 """
 

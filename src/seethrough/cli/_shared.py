@@ -188,7 +188,7 @@ class OutputChoice:
 
     def check(self) -> None:
         """Refuse an unusable ``--out`` before any work (the jobs check it again)."""
-        from ..report.output import OutputFolder
+        from ..reporting.output import OutputFolder
 
         OutputFolder(self.out, self.force)
 

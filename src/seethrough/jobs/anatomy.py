@@ -15,8 +15,8 @@ from torch import Tensor
 from ..anatomy import Anatomy, TcavResult, anatomy, tcav
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
-from ..report.output import OutputFolder, file_stems
-from ..report.serialize import write_json
+from ..reporting.output import OutputFolder, file_stems
+from ..reporting.serialize import write_json
 from ..viz import plot_anatomy, plot_card, save_figure
 
 __all__ = [
@@ -154,7 +154,7 @@ def run_anatomy(
     """Run :func:`~seethrough.anatomy.anatomy` (and TCAV for ``concepts``: name → folder)
     and write ``anatomy.json``, ``anatomy.png`` and ``card-<module>.png`` into ``out``
     (held by this run, written whole or not at all: see
-    :class:`~seethrough.report.output.OutputFolder`)."""
+    :class:`~seethrough.reporting.output.OutputFolder`)."""
     with OutputFolder(out, force, manifest=ANATOMY) as staging:
         result = anatomy(
             net,

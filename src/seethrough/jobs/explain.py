@@ -38,9 +38,9 @@ from ..core.targets import TargetLike
 from ..data.images import LoadedImage
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
-from ..report.html import ImageSection, render_index
-from ..report.output import OutputFolder, file_stems
-from ..report.serialize import dumps, to_jsonable
+from ..reporting.html import ImageSection, render_index
+from ..reporting.output import OutputFolder, file_stems
+from ..reporting.serialize import dumps, to_jsonable
 from ..viz import plot, save_figure
 
 __all__ = [
@@ -155,7 +155,7 @@ def run_explain(
     (the preprocessed inputs and each method's raw attributions, targets and image
     indices, keyed ``"inputs"`` and ``"<method>.attributions"`` etc.), ``summary.json``
     and ``index.html``. The folder is checked before any work and held by this run
-    (see :class:`~seethrough.report.output.OutputFolder`); fast methods run first and the
+    (see :class:`~seethrough.reporting.output.OutputFolder`); fast methods run first and the
     report is published after each step (module docstring). A failure before the first
     step is published leaves the folder as it was; with ``force`` the previous run's
     results are replaced when the first step is published.

@@ -3,7 +3,7 @@ inversion and top-activating examples → PNG figures and one JSON file each, wr
 or not at all.
 
 Each job holds its output folder while it computes and writes only when everything
-succeeded (:class:`~seethrough.report.output.OutputFolder`); the JSON file lists the files
+succeeded (:class:`~seethrough.reporting.output.OutputFolder`); the JSON file lists the files
 of the run (``"files"``) so that ``--force`` can replace them.
 """
 
@@ -36,8 +36,8 @@ from ..inside import (
     top_examples,
 )
 from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
-from ..report.output import OutputFolder, file_stems
-from ..report.serialize import to_jsonable, write_json
+from ..reporting.output import OutputFolder, file_stems
+from ..reporting.serialize import to_jsonable, write_json
 from ..viz import (
     plot_dream,
     plot_feature_maps,

@@ -15,8 +15,8 @@ from ..attribution import Method
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError
 from ..models.zoo import LoadedModel
-from ..report.output import OutputFolder, file_stems
-from ..report.serialize import write_json
+from ..reporting.output import OutputFolder, file_stems
+from ..reporting.serialize import write_json
 from ..trust.sanity import (
     METRICS,
     RandomizationResult,
@@ -57,7 +57,7 @@ def run_sanity(
     """Run :func:`~seethrough.trust.model_randomization` and :func:`edge_similarity` on
     ``images`` and write ``sanity.json``, one similarity-curve figure per measure and the
     randomization grid of the first ``figures`` images into ``out`` (held by this run
-    and written whole or not at all: :class:`~seethrough.report.output.OutputFolder`).
+    and written whole or not at all: :class:`~seethrough.reporting.output.OutputFolder`).
     ``methods`` are names or configured methods (``make_method(name, **options)``)."""
     if not images:
         raise InvalidOptionError("no images to check")
