@@ -63,7 +63,7 @@ def test_anatomy_of_the_fashion_cnn_writes_cards_and_json(
     )
     assert result.code == 0, result.err
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["anatomy.json", "anatomy.png", "card-conv2.png", "card-fc1.png"]
+    assert files == ["anatomy.json", "anatomy.png", "card-conv2.png", "card-fc1.png", "index.html"]
     summary = json.loads((out / "anatomy.json").read_text())
     assert summary["model"] == "fashion-cnn" and summary["data"] == "fashion-mnist"
     cards = summary["anatomy"]["cards"]

@@ -35,7 +35,7 @@ def test_filters_writes_the_grid_and_the_weights_summary(
     out = tmp_path / "out"
     result = run_cli(capsys, "features", "filters", *FASHION, "--layer", "conv2", "--out", str(out))
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["filters.json", "filters.png"]
+    assert sorted(tree(out)) == ["filters.json", "filters.png", "index.html"]
     summary = _summary(out, "filters.json")["filters"]
     assert summary["shape"] == [64, 32, 5, 5] and summary["layer"] == "conv2"
     norms = fashion_cnn().conv2.weight.detach().double().flatten(1).norm(dim=1)
@@ -55,7 +55,7 @@ def test_maps_writes_a_figure_per_four_images_and_channel_statistics(
         "--channels", "5,0", "--out", str(out),
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["maps-000.png", "maps-001.png", "maps.json"]
+    assert sorted(tree(out)) == ["index.html", "maps-000.png", "maps-001.png", "maps.json"]
     summary = _summary(out, "maps.json")
     assert [c["channel"] for c in summary["maps"]["channels"]] == [5, 0]
     assert [im["name"] for im in summary["images"]] == ["a", "b", "c", "camera", "coffee"]
@@ -84,7 +84,7 @@ def test_top_examples_on_fashion_mnist_equal_the_library(
         str(out),
     )  # fmt: skip  (no --model: --dataset fashion-mnist implies the Fashion CNN)
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["top-examples-000.png", "top-examples.json"]
+    assert sorted(tree(out)) == ["index.html", "top-examples-000.png", "top-examples.json"]
     summary = _summary(out, "top-examples.json")
     assert summary["model"] == "fashion-cnn" and summary["images"] == 200
     expected = top_examples(
@@ -130,7 +130,12 @@ def test_maximize_and_its_stability_check(
         "--steps", "3", "--out", str(out),
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["maximize-traces.png", "maximize.json", "maximize.png"]
+    assert sorted(tree(out)) == [
+        "index.html",
+        "maximize-traces.png",
+        "maximize.json",
+        "maximize.png",
+    ]
     summary = _summary(out, "maximize.json")["maximize"]
     assert len(summary["objectives"]) == 2 and summary["settings"]["steps"] == 3
     again = tmp_path / "again"
@@ -151,7 +156,7 @@ def test_dream_writes_each_dreamed_image(
         "--steps", "2", "--octaves", "1", "--out", str(out),
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["dream-000-a.png", "dream.json", "dream.png"]
+    assert sorted(tree(out)) == ["dream-000-a.png", "dream.json", "dream.png", "index.html"]
     assert _summary(out, "dream.json")["dream"]["sizes"] == [[28, 28]]
 
 
@@ -164,7 +169,7 @@ def test_invert_from_two_layers(
         "--steps", "3", "--out", str(out),
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert sorted(tree(out)) == ["inversion.json", "inversion.png"]
+    assert sorted(tree(out)) == ["index.html", "inversion.json", "inversion.png"]
     table = _summary(out, "inversion.json")["inversion"]["table"]
     assert [row["layer"] for row in table] == ["conv1", "pool2"]
 
@@ -225,7 +230,12 @@ def test_unwritable_or_occupied_output_is_refused_before_any_work(
     assert result.code == 2 and "pass --force" in result.err
     assert sorted(tree(taken)) == ["keep.txt"]
     result = run_cli(capsys, *args, str(taken), "--force")
-    assert result.code == 0 and sorted(tree(taken)) == ["filters.json", "filters.png", "keep.txt"]
+    assert result.code == 0 and sorted(tree(taken)) == [
+        "filters.json",
+        "filters.png",
+        "index.html",
+        "keep.txt",
+    ]
 
 
 # --- figures of the optimisation results (built directly: fast, exact counts) -------------

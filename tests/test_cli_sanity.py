@@ -62,7 +62,7 @@ def test_sanity_writes_curves_grids_and_json(
     files = sorted(tree(out))
     assert files == sorted(
         [f"similarity-{m}.png" for m in ("spearman_abs", "spearman", "ssim", "hog")]
-        + ["randomization-000-a.png", "sanity.json"]
+        + ["index.html", "randomization-000-a.png", "sanity.json"]
     )
     summary = json.loads((out / "sanity.json").read_text(encoding="utf-8"))
     steps = [s["name"] for s in summary["randomization"]["steps"]]

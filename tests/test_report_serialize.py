@@ -170,7 +170,7 @@ RANDOMIZATION_KEYS = {
 EMPRT_KEYS = {
     "method", "order", "steps", "bins", "normalise", "absolute", "seed", "score",
     "complexity_trained", "complexity_random", "model_complexity_trained",
-    "model_complexity_random", "seconds",
+    "model_complexity_random", "seconds", "mean_score", "mean_model_score",
 }  # fmt: skip
 
 

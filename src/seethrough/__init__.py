@@ -56,12 +56,13 @@ if TYPE_CHECKING:
     )
     from .data import LoadedImage, load_image, load_images
     from .errors import SeethroughError
+    from .jobs.report import report
     from .models import MODELS, LoadedModel, Preprocess, load_model
     from .trust import RandomizationResult, model_randomization
 
 #: The subpackages that the names of ``__all__`` come from, lowest layer first: a name is
 #: looked up in their own ``__all__`` lists on first use, so each is declared once, at home.
-_HOMES = ("errors", "data", "models", "attribution", "trust")
+_HOMES = ("errors", "data", "models", "attribution", "trust", "jobs.report")
 
 __all__ = [
     "__version__",
@@ -108,6 +109,7 @@ __all__ = [
     "load_model",
     "method_names",
     "model_randomization",
+    "report",
 ]
 
 

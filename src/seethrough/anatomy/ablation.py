@@ -39,6 +39,7 @@ from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
+from ..words import Description
 
 __all__ = [
     "MODES",
@@ -123,6 +124,13 @@ class AblationResult:
         return self.baseline.class_accuracy[None] - torch.stack(
             [e.class_accuracy for e in self.evaluations]
         )
+
+    def describe(self, lang: str = "en") -> Description:
+        """The baseline and every ablation's accuracy, in words
+        (:func:`seethrough.anatomy.describe.describe_ablation`)."""
+        from .describe import describe_ablation
+
+        return describe_ablation(self, lang)
 
     def ranking(self) -> list[int]:
         """Ablation indices from the most harmful to the least (accuracy, then loss)."""

@@ -30,10 +30,11 @@ from torch import Tensor, nn
 from ..core.guard import unwrap_model
 from ..core.layers import find_layer
 from ..errors import InvalidOptionError
+from ..words import Description
 from .ablation import Ablation, AblationResult, Evaluation, ablate, check_labelled
 from .blocks import chosen_modules, output_shapes
 from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
-from .probes import PIXELS, Probe, ProbeTable, probe_layers
+from .probes import PIXELS, Probe, ProbeTable, paired_p_value, probe_layers
 
 __all__ = ["Anatomy", "ModuleCard", "anatomy"]
 
@@ -70,6 +71,22 @@ class ModuleCard:
             return None
         return int(torch.nan_to_num(self.class_accuracy_drop, nan=-1.0).argmax())
 
+    @property
+    def probe_p_value(self) -> float | None:
+        """:func:`~seethrough.anatomy.probes.paired_p_value` of the trained network's probe
+        against the random network's (None when either is missing)."""
+        if self.probe is None or self.random_probe is None:
+            return None
+        return paired_p_value(self.probe, self.random_probe)
+
+    def describe(self, lang: str = "en", class_names: Sequence[str] | None = None) -> Description:
+        """What ablation, channels and probes say about this module, in words
+        (:func:`seethrough.anatomy.describe.describe_card`); ``class_names`` name the
+        classes (default: their indices)."""
+        from .describe import describe_card
+
+        return describe_card(self, lang, class_names)
+
 
 @dataclass(frozen=True, eq=False)
 class Anatomy:
@@ -83,6 +100,13 @@ class Anatomy:
     probes: ProbeTable | None
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, lang: str = "en") -> Description:
+        """The run in words: the baselines, the module the network relies on most, and
+        every card (:func:`seethrough.anatomy.describe.describe_anatomy`)."""
+        from .describe import describe_anatomy
+
+        return describe_anatomy(self, lang)
 
     def card(self, name: str) -> ModuleCard:
         for c in self.cards:

@@ -31,7 +31,9 @@ from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..core.reinit import reinitialize
+from ..core.stats import paired_test
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
+from ..words import Description
 from .ablation import DEFAULT_ROWS, check_labelled
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "ProbeTable",
     "collect_activations",
     "fit_probe",
+    "paired_p_value",
     "probe_layers",
     "random_copy",
     "surrogate_labels",
@@ -87,6 +90,19 @@ class Probe:
         return w / w.norm().clamp_min(torch.finfo(w.dtype).tiny)
 
 
+def paired_p_value(a: Probe, b: Probe, seed: int = 0) -> float | None:
+    """Two-sided p-value that probes ``a`` and ``b`` are equally accurate on the same
+    held-out rows: a sign-flip test of the per-row differences of being right
+    (:func:`seethrough.core.stats.paired_test`, exact up to 16 rows, 10,000 seeded flips
+    beyond). None when the two were not measured on the same rows."""
+    if a.test_correct is None or b.test_correct is None:
+        return None
+    if a.test_index is None or b.test_index is None or not torch.equal(a.test_index, b.test_index):
+        return None
+    right_a = a.test_correct.double().cpu().numpy()
+    return paired_test(right_a, b.test_correct.double().cpu().numpy(), seed=seed)
+
+
 @dataclass(frozen=True, eq=False)
 class ProbeTable:
     """Held-out probe accuracy per layer, on the trained network and on a randomly
@@ -98,6 +114,21 @@ class ProbeTable:
     pixels: Probe | None
     seed: int
     seconds: float
+
+    def p_values(self) -> dict[str, float | None]:
+        """Per layer, :func:`paired_p_value` of the trained network's probe against the
+        random network's (None without random-network probes)."""
+        if not self.random:
+            return dict.fromkeys(self.layers)
+        pairs = zip(self.layers, self.trained, self.random, strict=True)
+        return {name: paired_p_value(t, r) for name, t, r in pairs}
+
+    def describe(self, lang: str = "en") -> Description:
+        """Each layer's probe accuracy against the random network's, in words
+        (:func:`seethrough.anatomy.describe.describe_probes`)."""
+        from .describe import describe_probes
+
+        return describe_probes(self, lang)
 
 
 def surrogate_labels(labels: Tensor, groups: Mapping[str, Sequence[int]]) -> Tensor:

@@ -70,6 +70,7 @@ from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
 from ..core.targets import logits_of
 from ..errors import InvalidInputError, InvalidOptionError
+from ..words import Description
 from .ablation import DEFAULT_ROWS
 from .cav import HOLDOUT, fit_cav, stratified_split
 from .probes import collect_activations
@@ -123,6 +124,15 @@ class TcavResult:
     def smallest_p(self) -> float:
         """The smallest p-value the test can give: ``1 / (null_sets + 1)``."""
         return 1.0 / (len(self.null_scores) + 1)
+
+    def describe(self, lang: str = "en", class_name: str | None = None) -> Description:
+        """The test in words: only a significant, learnable concept is said to raise (or
+        lower) the class's score; otherwise "no evidence" with the numbers
+        (:func:`seethrough.anatomy.describe.describe_tcav`). ``class_name`` names the
+        target class (default: its index)."""
+        from .describe import describe_tcav
+
+        return describe_tcav(self, lang, class_name)
 
 
 def layer_gradients(

@@ -16,6 +16,10 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.focus import TOP_FRACTION, Focus, focus
+from ..words import Description
+from .describe import describe_explanation
+
 __all__ = [
     "CamDetails",
     "CamExplanation",
@@ -135,6 +139,46 @@ class Explanation:
         values = F.interpolate(self.attributions, size=size, mode=mode, align_corners=align)
         return self.replace(attributions=values, resolution="input")
 
+    def focus(self, top_fraction: float = TOP_FRACTION) -> tuple[Focus, ...]:
+        """Where each row's map lies: grid region, centroid, peak and concentration.
+
+        Computed by :func:`seethrough.core.focus.focus` on the magnitude of the map at
+        input size, summed over channels (``|A|.sum(dim=1)`` after :meth:`to_input_size`),
+        so positive and negative evidence both count as where the map looks.
+
+        Parameters
+        ----------
+        top_fraction : float
+            The share of pixels whose weight ``concentration`` measures (default 0.1).
+
+        Returns
+        -------
+        tuple of Focus
+            One per row.
+        """
+        return focus(self.to_input_size().attributions.abs().sum(dim=1), top_fraction)
+
+    def describe(self, lang: str = "en", sanity: str | None = None) -> Description:
+        """What this explanation says, in words, row by row: the class explained, where
+        the map lies (:meth:`focus`) and, for path methods, the completeness check.
+
+        Parameters
+        ----------
+        lang : str
+            A language of :data:`seethrough.words.LANGUAGES` (checked; the returned
+            description renders in any of them).
+        sanity : {"passed", "failed", "inconclusive"} or None
+            This method's sanity-check verdict on this model; None when not checked.
+            A failed method is reported as not reliable, with nothing said about the
+            image; unchecked or inconclusive, as a hypothesis.
+
+        Returns
+        -------
+        Description
+            See :func:`seethrough.attribution.describe.describe_explanation`.
+        """
+        return describe_explanation(self, lang=lang, sanity=sanity)
+
     def cpu(self) -> Explanation:
         """A copy with every tensor on the CPU."""
         changes = {
@@ -183,6 +227,20 @@ class PathExplanation(Explanation, PathDetails):
         difference is taken in float64)."""
         gap = (self.scores.double() - self.baseline_scores.double()).abs().clamp_min(1e-12)
         return (self.completeness_error.double().abs() / gap).to(self.completeness_error.dtype)
+
+    def completeness(self) -> list[dict[str, float]]:
+        """The completeness check per row, as numbers: ``sum`` of the attributions and
+        the score ``difference`` ``score(input) - score(baseline)`` (both in float64),
+        ``error`` (:attr:`completeness_error`) and ``relative_error``
+        (:attr:`relative_completeness_error`)."""
+        sums = self.attributions.detach().double().flatten(1).sum(dim=1).tolist()
+        gaps = (self.scores.double() - self.baseline_scores.double()).tolist()
+        errors = self.completeness_error.tolist()
+        relative = self.relative_completeness_error.tolist()
+        return [
+            {"sum": s, "difference": d, "error": e, "relative_error": r}
+            for s, d, e, r in zip(sums, gaps, errors, relative, strict=True)
+        ]
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

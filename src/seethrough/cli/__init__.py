@@ -6,7 +6,7 @@ without a traceback and without leaving a partial output folder. Ctrl-C exits wi
 user's model) and keeps its traceback.
 
 The commands live one family per module (``explain``, ``sanity``, ``listing``,
-``features``, ``anatomy``) and share their options through ``_shared``; this module
+``features``, ``anatomy``, ``report``) and share their options through ``_shared``; this module
 holds the group and registers them. No module here imports torch at import time, so
 ``seethrough --help`` is instant.
 """
@@ -30,6 +30,7 @@ from .anatomy import anatomy_command
 from .explain import explain_command
 from .features import features
 from .listing import layers_command, methods_command
+from .report import report_command
 from .sanity import sanity_command
 
 __all__ = ["cli", "main"]
@@ -56,6 +57,7 @@ for _command in (
     methods_command,
     features,
     anatomy_command,
+    report_command,
 ):
     cli.add_command(_command)
 

@@ -15,8 +15,9 @@ from torch import Tensor
 from ..anatomy import Anatomy, TcavResult, anatomy, tcav
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
+from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page
 from ..reporting.output import OutputFolder, file_stems
-from ..reporting.serialize import write_json
+from ..reporting.serialize import to_jsonable, write_json
 from ..viz import plot_anatomy, plot_card, save_figure
 
 __all__ = [
@@ -152,8 +153,8 @@ def run_anatomy(
     progress: JobProgress | None = None,
 ) -> AnatomyJobResult:
     """Run :func:`~seethrough.anatomy.anatomy` (and TCAV for ``concepts``: name → folder)
-    and write ``anatomy.json``, ``anatomy.png`` and ``card-<module>.png`` into ``out``
-    (held by this run, written whole or not at all: see
+    and write ``anatomy.json``, ``anatomy.png``, ``card-<module>.png`` and ``index.html``
+    into ``out`` (held by this run, written whole or not at all: see
     :class:`~seethrough.reporting.output.OutputFolder`)."""
     with OutputFolder(out, force, manifest=ANATOMY) as staging:
         result = anatomy(
@@ -184,8 +185,101 @@ def run_anatomy(
             "data": data.source,
             "anatomy": result,
             "concepts": tested,
-            "files": [*files, ANATOMY],
+            "files": [*files, PAGE, ANATOMY],
         }
-        write_json(staging / ANATOMY, summary)
-        files.append(ANATOMY)
+        content = to_jsonable(summary)
+        write_json(staging / ANATOMY, content)
+        (staging / PAGE).write_text(_page(content, files), encoding="utf-8")
+        files.extend([PAGE, ANATOMY])
     return AnatomyJobResult(Path(out), result, tested, tuple(files))
+
+
+def _class_name(data: dict[str, Any], index: int | None) -> str:
+    names = data["anatomy"]["class_names"]
+    if index is None:
+        return "–"
+    return f"{names[index]} ({index})" if names and index < len(names) else str(index)
+
+
+def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
+    """``index.html``: settings, one row per module card, the TCAV concepts, the figures."""
+    result = data["anatomy"]
+    settings = {
+        "model": data["model"],
+        "data": data["data"],
+        "accuracy of the model": number(result["baseline"]["accuracy"]),
+        "probe accuracy on raw pixels": number(result["pixel_probe_accuracy"]),
+        "chance": number(result["chance"]),
+        "seconds": number(result["seconds"], 1),
+    }
+    cards = PageTable(
+        "cards",
+        "Module cards",
+        [
+            "card",
+            "module",
+            "kind",
+            "output",
+            "parameters",
+            "accuracy drop (ablated)",
+            "most affected class",
+            "probe accuracy",
+            "probe accuracy, random network",
+        ],
+        [
+            [
+                c["name"],
+                c["module"],
+                c["kind"],
+                "×".join(str(s) for s in c["output_shape"]),
+                c["parameters"],
+                number(c["accuracy_drop"]),
+                _class_name(data, c["worst_class"]),
+                number(c["probe_accuracy"]),
+                number(c["random_probe_accuracy"]),
+            ]
+            for c in result["cards"]
+        ],
+        note="Accuracy drop: the model's accuracy minus its accuracy with the module's "
+        "output replaced by its mean (positive: the model needs the module). Probe: a "
+        "linear classifier trained on the module's output; compare it with the random "
+        "network's and the raw pixels' to see what the training added.",
+        numeric=(4, 5, 7, 8),
+    )
+    concepts = PageTable(
+        "concepts",
+        "Concepts (TCAV)",
+        ["concept", "layer", "class", "TCAV score", "p-value", "significant"],
+        [
+            [
+                t["concept"],
+                t["layer"],
+                _class_name(data, t["target"]),
+                number(t["mean"]),
+                number(t["p_value"], 4),
+                "yes" if t["significant"] else "no",
+            ]
+            for t in data["concepts"]
+        ],
+        note="The TCAV score is the share of the class's images whose logit rises along the "
+        "concept's direction; only a significant score (against random concept sets) says "
+        "the model uses the concept.",
+        numeric=(3, 4),
+    )
+    pictures = [
+        PageFigure(
+            name,
+            "per module: accuracy drop when ablated, gradient sensitivity and probe accuracy"
+            if name == "anatomy.png"
+            else f"module card {name.removeprefix('card-').removesuffix('.png')}: per-class "
+            "effect of ablating it, its channels ranked by effect, gradient sensitivity, probe",
+        )
+        for name in figures
+    ]
+    return render_job_page(
+        f"seethrough anatomy: {data['model']}",
+        settings,
+        ANATOMY,
+        tables=[cards, *([concepts] if data["concepts"] else [])],
+        figures=pictures,
+    )

@@ -4,7 +4,8 @@ or not at all.
 
 Each job holds its output folder while it computes and writes only when everything
 succeeded (:class:`~seethrough.reporting.output.OutputFolder`); the JSON file lists the files
-of the run (``"files"``) so that ``--force`` can replace them.
+of the run (``"files"``) so that ``--force`` can replace them, and an ``index.html`` shows
+the run's settings and figures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..inside import (
     top_examples,
 )
 from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
+from ..reporting.html import PAGE, PageFigure, render_job_page
 from ..reporting.output import OutputFolder, file_stems
 from ..reporting.serialize import to_jsonable, write_json
 from ..viz import (
@@ -100,9 +102,26 @@ class _Writer:
         Image.fromarray(array).save(self.staging / name)
         self.files.append(name)
 
-    def summary(self, name: str, content: dict[str, Any]) -> None:
-        write_json(self.staging / name, {**content, "files": [*self.files, name]})
-        self.files.append(name)
+    def summary(
+        self,
+        name: str,
+        content: dict[str, Any],
+        settings: dict[str, object],
+        shows: dict[str, str],
+    ) -> None:
+        """``name`` (the JSON) and ``index.html``: ``settings`` as a table, then every PNG
+        with the text of the longest prefix in ``shows`` that starts its name as its alt."""
+        write_json(self.staging / name, {**content, "files": [*self.files, PAGE, name]})
+        figures = [
+            PageFigure(f, shows[max((p for p in shows if f.startswith(p)), key=len)])
+            for f in self.files
+            if f.endswith(".png")
+        ]
+        job = name.removesuffix(".json")
+        title = f"seethrough features {job}: {content['model']}"
+        page = render_job_page(title, settings, name, figures=figures)
+        (self.staging / PAGE).write_text(page, encoding="utf-8")
+        self.files.extend([PAGE, name])
 
 
 def _images_json(images: Sequence[LoadedImage]) -> list[dict[str, str]]:
@@ -123,7 +142,12 @@ def run_filters(
         result = filters(net, layer)
         writer = _Writer(staging)
         writer.figure("filters.png", plot_filters(result, mode=mode, filters=chosen))
-        writer.summary("filters.json", {"model": net.name, "filters": result})
+        writer.summary(
+            "filters.json",
+            {"model": net.name, "filters": result},
+            {"model": net.name, "layer": layer, "mode": mode},
+            {"filters": f"the filters (weights) of layer {layer}"},
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 
@@ -157,7 +181,12 @@ def run_maps(
             )
             writer.figure(f"maps-{g:03d}.png", figure)
         summary = {"model": net.name, "images": _images_json(images), "maps": result}
-        writer.summary("maps.json", summary)
+        writer.summary(
+            "maps.json",
+            summary,
+            {"model": net.name, "layer": layer, "images": len(images), "channels": k},
+            {"maps-": f"feature maps of layer {layer}: the strongest channels, four images each"},
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 
@@ -197,7 +226,15 @@ def run_maximize(
         writer = _Writer(staging)
         writer.figure("maximize.png", grid)
         writer.figure("maximize-traces.png", traces)
-        writer.summary("maximize.json", {"model": net.name, **summary})
+        writer.summary(
+            "maximize.json",
+            {"model": net.name, **summary},
+            {"model": net.name, "objectives": ", ".join(objectives), "seed": seed},
+            {
+                "maximize": "images optimized to maximize each objective",
+                "maximize-traces": "each objective's value during the optimization",
+            },
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), check if check is not None else vis)
 
 
@@ -228,7 +265,12 @@ def run_dream(
             writer.image(f"dream-{i:03d}-{stem}.png", pixels[i])
         writer.figure("dream.png", figure)
         summary = {"model": net.name, "images": _images_json(images), "dream": result}
-        writer.summary("dream.json", summary)
+        writer.summary(
+            "dream.json",
+            summary,
+            {"model": net.name, "objective": str(objective), "images": len(images), "seed": seed},
+            {"dream-": "a dreamed image", "dream.png": "each original image beside its dream"},
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 
@@ -257,7 +299,12 @@ def run_invert(
         writer = _Writer(staging)
         writer.figure("inversion.png", plot_inversion(result))
         summary = {"model": net.name, "images": _images_json(images), "inversion": result}
-        writer.summary("inversion.json", summary)
+        writer.summary(
+            "inversion.json",
+            summary,
+            {"model": net.name, "layers": ", ".join(layers), "images": len(images), "seed": seed},
+            {"inversion": "each image beside its reconstruction from each layer's features"},
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 
@@ -325,7 +372,12 @@ def run_top_examples(
             writer.figure(f"top-examples-{g:03d}.png", figure)
             if progress is not None:
                 progress("figures", g + 1, len(groups))
-        writer.summary("top-examples.json", {"model": net.name, **content})
+        writer.summary(
+            "top-examples.json",
+            {"model": net.name, **content},
+            {"model": net.name, "layer": layer, "examples per channel": k},
+            {"top-examples-": f"for each channel of {layer}, the image crops that excite it most"},
+        )
     return FeaturesJobResult(Path(out), tuple(writer.files), result)
 
 

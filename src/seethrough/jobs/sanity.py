@@ -15,8 +15,9 @@ from ..attribution import Method
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError
 from ..models.zoo import LoadedModel
+from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page
 from ..reporting.output import OutputFolder, file_stems
-from ..reporting.serialize import write_json
+from ..reporting.serialize import to_jsonable, write_json
 from ..trust.sanity import (
     METRICS,
     RandomizationResult,
@@ -58,7 +59,8 @@ def run_sanity(
     ``images`` and write ``sanity.json``, one similarity-curve figure per measure and the
     randomization grid of the first ``figures`` images into ``out`` (held by this run
     and written whole or not at all: :class:`~seethrough.reporting.output.OutputFolder`).
-    ``methods`` are names or configured methods (``make_method(name, **options)``)."""
+    ``methods`` are names or configured methods (``make_method(name, **options)``); an
+    ``index.html`` shows the figures and the similarity tables."""
     if not images:
         raise InvalidOptionError("no images to check")
     with OutputFolder(out, force, manifest=SANITY) as staging:
@@ -98,8 +100,79 @@ def run_sanity(
             "edge_similarity": {
                 s.method: {m: s.values(m)[0] for m in METRICS} for s in edges.similarities
             },
-            "files": [*files, SANITY],
+            "files": [*files, PAGE, SANITY],
         }
-        write_json(staging / SANITY, summary)
-        files.append(SANITY)
+        data = to_jsonable(summary)
+        write_json(staging / SANITY, data)
+        (staging / PAGE).write_text(_page(data, files), encoding="utf-8")
+        files.extend([PAGE, SANITY])
     return SanityJobResult(Path(out), result, tuple(files))
+
+
+def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
+    """``index.html``: settings, similarity after the last step, edge comparison, figures."""
+    run = data["randomization"]
+    steps = [step["name"] for step in run["steps"]]
+    methods = run["methods"]
+    settings = {
+        "model": data["model"],
+        "images": len(data["images"]),
+        "methods": ", ".join(methods),
+        "mode": run["mode"],
+        "granularity": run["granularity"],
+        "steps (in order)": ", ".join(steps),
+        "seed": run["seed"],
+    }
+    last = PageTable(
+        "similarity",
+        f"Similarity to the trained model's map after the last step ({steps[-1]})"
+        if steps
+        else "Similarity to the trained model's map",
+        ["method", *METRICS, "self-check (spearman_abs)"],
+        [
+            [
+                name,
+                *(
+                    number(m[metric]["mean"][-1] if m[metric]["mean"] else None)
+                    for metric in METRICS
+                ),
+                number(m["self_check"].get("spearman_abs")),
+            ]
+            for name, m in methods.items()
+        ],
+        note="Mean over the images. A method that explains the model should lose its "
+        "similarity as the model is randomized (values near 0); near 1 means the map "
+        "does not depend on the weights. The self-check is the similarity of two runs "
+        "on the trained model: the most any step can reach.",
+        numeric=tuple(range(1, len(METRICS) + 2)),
+    )
+    edges = PageTable(
+        "edges",
+        "Similarity to an edge detector's map (per image)",
+        ["method", *METRICS],
+        [
+            [name, *(", ".join(number(v) for v in values[m]) for m in METRICS)]
+            for name, values in data["edge_similarity"].items()
+        ],
+        note="High values mean the map could be an edge detector's: it may show the "
+        "image more than the model.",
+    )
+    pictures = []
+    for name in figures:
+        if name.startswith("similarity-"):
+            metric = name.removeprefix("similarity-").removesuffix(".png")
+            alt = f"similarity ({metric}) to the trained model's map per step, one curve per method"
+        else:  # randomization-NNN-<stem>.png
+            image = data["images"][int(name.split("-")[1])]["name"]
+            alt = f"each method's map of {image} as the model is randomized step by step"
+        pictures.append(PageFigure(name, alt))
+    return render_job_page(
+        f"seethrough sanity: {data['model']}",
+        settings,
+        SANITY,
+        tables=[last, edges],
+        figures=pictures,
+        intro="Model-parameter randomization (Adebayo et al., 2018): the model's layers are "
+        "re-initialised one step at a time and each method's map is compared to its map "
+        "on the trained model.",
+    )

@@ -47,6 +47,7 @@ from ..anatomy import (
     ProbeTable,
     TcavResult,
 )
+from ..attribution import Explanation, PathExplanation
 from ..inside import (
     DreamResult,
     FeatureMaps,
@@ -60,12 +61,14 @@ from ..inside import (
 )
 from ..trust import (
     METRICS,
+    ComparisonResult,
     EfficientMprtResult,
     RandomizationResult,
     RoarComparison,
     RoarResult,
     SmoothMprtResult,
 )
+from ..trust.faithfulness import MetricResult
 
 __all__ = [
     "LAYOUTS",
@@ -166,7 +169,7 @@ def _convert(obj: Any) -> tuple[Any, bool]:
     if isinstance(obj, float):
         return (obj, False) if math.isfinite(obj) else (None, True)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        layout = LAYOUTS.get(type(obj))
+        layout = _layout(type(obj))
         return _object(layout(obj) if layout is not None else _fields(obj)), False
     if isinstance(obj, Mapping):
         return _object(obj), False
@@ -183,6 +186,15 @@ def _convert(obj: Any) -> tuple[Any, bool]:
     if isinstance(obj, torch.dtype):
         return str(obj).removeprefix("torch."), False
     return str(obj), False  # paths, devices, and anything else: its text
+
+
+def _layout(kind: type) -> Layout | None:
+    """The layout of ``kind`` or of its nearest base class that has one (an
+    ``IntegratedGradientsExplanation`` is laid out as a ``PathExplanation``)."""
+    for base in kind.__mro__:
+        if base in LAYOUTS:
+            return LAYOUTS[base]
+    return None
 
 
 def _object(items: Mapping[Any, Any]) -> dict[str, Any]:
@@ -303,6 +315,7 @@ def _probe_table(t: ProbeTable) -> dict[str, Any]:
             name: {"trained": trained, "random_network": untrained}
             for name, trained, untrained in zip(t.layers, t.trained, random, strict=True)
         },
+        "p_values": t.p_values(),
     }
 
 
@@ -313,6 +326,7 @@ def _module_card(c: ModuleCard) -> dict[str, Any]:
         **_pick(c, "gradients"),
         "probe_accuracy": None if c.probe is None else c.probe.test_accuracy,
         "random_probe_accuracy": None if c.random_probe is None else c.random_probe.test_accuracy,
+        "probe_p_value": c.probe_p_value,
         "extras": c.extras,
     }
 
@@ -396,12 +410,37 @@ def _feature_maps(m: FeatureMaps) -> dict[str, Any]:
     }
 
 
+def _explanation(e: Explanation) -> dict[str, Any]:
+    return {**_fields(e), "focus": e.focus()}
+
+
+def _path_explanation(e: PathExplanation) -> dict[str, Any]:
+    return {**_explanation(e), "completeness": e.completeness()}
+
+
 def _smooth_mprt(r: SmoothMprtResult) -> dict[str, Any]:
-    return _without(r, "reference", "explained", "noise_seeds")
+    return {
+        **_without(r, "reference", "explained", "noise_seeds"),
+        "last_mean": float(r.last.nanmean()),
+        "self_check_mean": float(r.self_check.nanmean()),
+    }
 
 
 def _efficient_mprt(r: EfficientMprtResult) -> dict[str, Any]:
-    return {"score": r.score, **_without(r, "explained")}
+    return {
+        "score": r.score,
+        **_without(r, "explained"),
+        "mean_score": float(r.score.nanmean()),
+        "mean_model_score": float(r.model_score.nanmean()),
+    }
+
+
+def _metric(r: MetricResult) -> dict[str, Any]:
+    return {**_fields(r), "mean": r.mean()}
+
+
+def _comparison(r: ComparisonResult) -> dict[str, Any]:
+    return {**_fields(r), "verdicts": {v.method: v for v in r.verdicts()}}
 
 
 def _randomization(r: RandomizationResult) -> dict[str, Any]:
@@ -420,6 +459,7 @@ def _randomization(r: RandomizationResult) -> dict[str, Any]:
             }
             for s in r.similarities
         },
+        "verdicts": {v.method: v for v in r.verdicts()},
     }
 
 
@@ -487,9 +527,14 @@ LAYOUTS: dict[type, Layout] = {
     ),
     TopExamples: _top_examples,
     Visualization: lambda r: _without(r, "images", "traces", "seed"),
+    Explanation: _explanation,
+    PathExplanation: _path_explanation,
     EfficientMprtResult: _efficient_mprt,
     RandomizationResult: _randomization,
+    ComparisonResult: _comparison,
+    MetricResult: _metric,  # and its subclasses (ROAD, infidelity, localisation, …)
     RoarResult: roar_record,
     SmoothMprtResult: _smooth_mprt,
 }
-"""Result type → the mapping its JSON object is made of (types not listed: their fields)."""
+"""Result type → the mapping its JSON object is made of (a subclass: its nearest listed base's;
+types not listed: their fields)."""

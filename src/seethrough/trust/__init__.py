@@ -31,22 +31,35 @@ from .sanity import (
 )
 from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
 from .steps import GRANULARITIES, RandomizationStep, randomization_steps
+from .verdict import (
+    THRESHOLD,
+    VERDICTS,
+    ControlComparison,
+    SanityVerdict,
+    compare_with_control,
+    sanity_verdict,
+)
 
 __all__ = [
     "GRANULARITIES",
     "INITS",
     "METRICS",
     "MODES",
+    "THRESHOLD",
+    "VERDICTS",
     "ComparisonResult",
+    "ControlComparison",
     "EdgeDetector",
     "EfficientMprtResult",
     "RandomNoise",
     "RandomizationResult",
     "RandomizationStep",
+    "SanityVerdict",
     "RoarComparison",
     "RoarResult",
     "Similarities",
     "SmoothMprtResult",
+    "compare_with_control",
     "constant_maps",
     "data_randomization",
     "edge_similarity",
@@ -63,6 +76,7 @@ __all__ = [
     "relevance_rank_accuracy",
     "smooth_mprt",
     "roar",
+    "sanity_verdict",
     "sobel_edges",
     "spearman",
     "ssim",

@@ -54,6 +54,8 @@ from ..core.budget import Budget
 from ..core.guard import guarded
 from ..core.passes import forward_logits
 from ..errors import InvalidInputError, InvalidOptionError
+from ..words import Description
+from .verdict import ControlComparison, compare_with_control
 
 __all__ = [
     "SCORES",
@@ -105,6 +107,21 @@ class MetricResult:
     def mean(self) -> float:
         """The mean score over the images that have one (NaN-safe)."""
         return float(self.scores.nanmean())
+
+    def compare_with(
+        self, control: MetricResult, *, level: float = 0.95, seed: int = 0
+    ) -> ControlComparison:
+        """This metric against the same metric of a control (e.g. the ``random_noise``
+        method) on the same images: :func:`seethrough.trust.verdict.compare_with_control`."""
+        return compare_with_control(self, control, level=level, seed=seed)
+
+    def describe(self, lang: str = "en") -> Description:
+        """The mean score in words, hedged: without a control it does not say whether the
+        map is faithful (:func:`seethrough.trust.describe.describe_metric`; describe
+        :meth:`compare_with`'s result for the comparison)."""
+        from .describe import describe_metric
+
+        return describe_metric(self, lang)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -68,6 +68,7 @@ from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
+from ..words import Description
 from .randomize import Randomization, derived_seed
 from .sanity import MethodLike, _check_methods
 from .similarity import _pearson_rows
@@ -291,6 +292,13 @@ class SmoothMprtResult:
         """``(N,)`` ρ after the last step (Quantus's ``return_last_correlation``)."""
         return self.similarity[-1]
 
+    def describe(self, lang: str = "en") -> Description:
+        """The mean ρ after the last step and the self-check ceiling, in words
+        (:func:`seethrough.trust.describe.describe_smooth_mprt`)."""
+        from .describe import describe_smooth_mprt
+
+        return describe_smooth_mprt(self, lang)
+
     @property
     def average(self) -> Tensor:
         """``(N,)`` mean ρ over the steps, without the trained-vs-trained score that
@@ -437,6 +445,13 @@ class EfficientMprtResult:
     def score_vs_model(self) -> Tensor:
         explanation = self.complexity_random / self.complexity_trained
         return explanation / (self.model_complexity_random / self.model_complexity_trained)
+
+    def describe(self, lang: str = "en") -> Description:
+        """The mean relative rise of the maps' complexity next to the model's own, in
+        words (:func:`seethrough.trust.describe.describe_efficient_mprt`)."""
+        from .describe import describe_efficient_mprt
+
+        return describe_efficient_mprt(self, lang)
 
 
 def _model_entropy(model: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:

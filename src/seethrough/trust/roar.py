@@ -46,6 +46,7 @@ from ..core.stats import Interval, holm, mean_ci, paired_test
 from ..core.versions import library_versions
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.training import train_classifier
+from ..words import Description
 
 __all__ = [
     "RANDOM",
@@ -198,6 +199,15 @@ class RoarResult:
                 RoarComparison(method, fraction, interval, p, p_holm, per_seed, verdict, agree)
             )
         return tuple(out)
+
+    def describe(self, lang: str = "en", resamples: int = 10_000) -> Description:
+        """Every method against the random ranking at every fraction, in words: better →
+        a finding, worse → not reliable for this model, indistinguishable → hedged
+        (:func:`seethrough.trust.describe.describe_roar`; the numbers are the JSON's
+        ``"comparisons"`` with the same ``resamples``)."""
+        from .describe import describe_roar
+
+        return describe_roar(self, lang, resamples)
 
     def table(self, digits: int = 3, resamples: int = 10_000) -> str:
         """Markdown: retrained accuracy ``mean [low, high]`` per method × fraction."""

@@ -38,9 +38,11 @@ from ..core.guard import check_inputs, unwrap_model
 from ..core.passes import forward_logits
 from ..core.targets import TargetLike
 from ..errors import InvalidOptionError
+from ..words import Description
 from .randomize import Randomization, derived_seed
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
+from .verdict import LEVEL, METRIC, THRESHOLD, SanityVerdict, sanity_verdict
 
 __all__ = [
     "METRICS",
@@ -143,6 +145,79 @@ class RandomizationResult:
             if s.method == method:
                 return s
         raise InvalidOptionError(f"no method {method!r} in this result ({', '.join(self.methods)})")
+
+    def verdicts(
+        self,
+        metric: str | None = None,
+        step: int | str | None = None,
+        threshold: float = THRESHOLD,
+        *,
+        level: float = LEVEL,
+        seed: int = 0,
+    ) -> tuple[SanityVerdict, ...]:
+        """Each method's :class:`~seethrough.trust.verdict.SanityVerdict` after one step.
+
+        Parameters
+        ----------
+        metric : str, optional
+            One of :data:`METRICS`; default Spearman's ρ of the absolute maps, or the
+            first measure computed when that one was not (``metrics=`` of the run).
+        step : int or str, optional
+            The step's index or name; default the last one — the fully randomized model
+            in cascading mode (in independent mode: the input-side step randomized alone).
+        threshold, level, seed
+            As :func:`~seethrough.trust.verdict.sanity_verdict` (the rule and the
+            threshold's justification are in :mod:`seethrough.trust.verdict`).
+        """
+        k = _step_index(self.steps, step)
+        metric = _measured(self.similarities) if metric is None else metric
+        return tuple(
+            sanity_verdict(
+                s.values(metric)[k],
+                method=s.method,
+                test="model_randomization",
+                step=self.steps[k].name,
+                metric=metric,
+                threshold=threshold,
+                self_check=s.self_check.get(metric),
+                level=level,
+                seed=seed,
+            )
+            for s in self.similarities
+        )
+
+    def describe(self, lang: str = "en") -> Description:
+        """The verdicts (defaults of :meth:`verdicts`) in words, one finding per method:
+        a failed method is reported as not reliable for this model (module
+        :mod:`seethrough.trust.describe`)."""
+        from .describe import describe_randomization
+
+        return describe_randomization(self, lang)
+
+
+def _measured(similarities: Sequence[Similarities]) -> str:
+    """:data:`~seethrough.trust.verdict.METRIC` if it was computed, else the first of
+    :data:`METRICS` that was (all NaN: not computed)."""
+    for metric in (METRIC, *METRICS):
+        if any(not bool(s.values(metric).isnan().all()) for s in similarities):
+            return metric
+    return METRIC
+
+
+def _step_index(steps: Sequence[RandomizationStep], step: int | str | None) -> int:
+    """The index of ``step`` (an index, a name, or None: the last)."""
+    names = [s.name for s in steps]
+    if step is None:
+        return len(steps) - 1
+    if isinstance(step, str):
+        if step not in names:
+            raise InvalidOptionError(f"no step {step!r} (steps: {', '.join(names)})")
+        return names.index(step)
+    if isinstance(step, bool) or not isinstance(step, int) or not -len(steps) <= step < len(steps):
+        raise InvalidOptionError(
+            f"step must be a name or an index below {len(steps)}, got {step!r}"
+        )
+    return step % len(steps)
 
 
 def _input_maps(ex: Explanation) -> Tensor:
@@ -505,6 +580,46 @@ class ComparisonResult:
             if s.method == method:
                 return s
         raise InvalidOptionError(f"no method {method!r} in this result ({', '.join(self.methods)})")
+
+    @property
+    def test(self) -> str:
+        """``"data_randomization"`` (random-label model) or ``"edge_similarity"``."""
+        return "edge_similarity" if self.reference == "edge map" else "data_randomization"
+
+    def verdicts(
+        self,
+        metric: str | None = None,
+        threshold: float = THRESHOLD,
+        *,
+        level: float = LEVEL,
+        seed: int = 0,
+    ) -> tuple[SanityVerdict, ...]:
+        """Each method's :class:`~seethrough.trust.verdict.SanityVerdict`: for data
+        randomization, "passed" when the maps of the random-label model differ from the
+        trained model's (interval below ``threshold``); for the edge map, "failed" means
+        the maps resemble the input's edges. Parameters as
+        :meth:`RandomizationResult.verdicts`."""
+        metric = _measured(self.similarities) if metric is None else metric
+        return tuple(
+            sanity_verdict(
+                s.values(metric)[0],
+                method=s.method,
+                test=self.test,
+                step=self.reference,
+                metric=metric,
+                threshold=threshold,
+                level=level,
+                seed=seed,
+            )
+            for s in self.similarities
+        )
+
+    def describe(self, lang: str = "en") -> Description:
+        """The verdicts (defaults of :meth:`verdicts`) in words, one finding per method
+        (:mod:`seethrough.trust.describe`)."""
+        from .describe import describe_comparison_result
+
+        return describe_comparison_result(self, lang)
 
 
 def _one_row(method: str, values: dict[str, Tensor], constant: Tensor) -> Similarities:

@@ -16,15 +16,35 @@ from .findings import (
     catalogue,
     render,
 )
+from .names import method_term
+from .predictions import CLOSE_RATIO, SIBLING_STEPS, describe_predictions
+from .wordnet import (
+    Synset,
+    WordNet,
+    WordNetNotFoundError,
+    find_wordnet,
+    imagenet_wnid,
+    imagenet_wnids,
+)
 
 __all__ = [
     "CLAIMS",
+    "CLOSE_RATIO",
     "LANGUAGES",
+    "SIBLING_STEPS",
     "Claim",
     "Description",
     "Finding",
+    "Synset",
     "Term",
     "Value",
+    "WordNet",
+    "WordNetNotFoundError",
     "catalogue",
+    "describe_predictions",
+    "find_wordnet",
+    "imagenet_wnid",
+    "imagenet_wnids",
+    "method_term",
     "render",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import ModuleType
 
-from . import common
+from . import anatomy as _anatomy
+from . import common, explanation, predictions
+from . import report as _report
+from . import trust as _trust
 
 __all__ = ["CATALOGUES"]
 
-_SUBJECTS: tuple[ModuleType, ...] = (common,)
+_SUBJECTS: tuple[ModuleType, ...] = (common, explanation, predictions, _report, _trust, _anatomy)
 
 
 def _merge(name: str) -> Mapping[str, str]:
