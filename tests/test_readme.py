@@ -155,9 +155,9 @@ def test_readme_python_blocks_run_in_order(project: Path) -> None:
 
 # ------------------------------------------------------------------------------- CLI lines
 # The README says these lines take minutes and names, on the line, a faster choice.
-FASTER = {"seethrough explain": "--methods gradient,grad_cam"}
+FASTER = {"seethrough explain": "--methods gradient,grad_cam", "seethrough report": "--quick"}
 # Lines that take more than ~20 s here (integrated gradients on two photos, 2 CPU cores).
-SLOW = {"seethrough explain cat.jpg photos/"}
+SLOW = {"seethrough explain cat.jpg photos/", "seethrough report"}
 
 
 def shell_lines() -> list[str]:
@@ -217,6 +217,12 @@ def test_readme_cli_line_runs(line: str, project: Path) -> None:
         folder = project / (args[args.index("--out") + 1] if "--out" in args else default)
         summary = "summary.json" if args[0] == "explain" else "sanity.json"
         strict_json(folder / summary)
+    elif args[0] == "report":
+        out = args[args.index("--out") + 1] if "--out" in args else "seethrough-report"
+        report = strict_json(project / out / "report.json")
+        assert isinstance(report, dict) and report["schema"] == "seethrough.report/1"
+        folder = project / out
+        assert (folder / "report.html").stat().st_size > 0
     elif args[0] == "methods":
         import seethrough as st
 

@@ -362,12 +362,16 @@ def run_job(
     """``job(*args, out=..., force=..., progress=..., **kwargs)`` with a progress bar per
     step on stderr (``bars``: the job reports progress; none with ``--quiet``), then the
     job's ``notes`` on stderr (not with ``--quiet``) and ``wrote N files to OUT`` on stdout
-    (with the file it ``opens``)."""
+    (with the file it ``opens``: its ``index.html`` unless told)."""
     with progress_bars(bars and not output.quiet) as progress:
         reporting = {"progress": progress} if bars else {}
         done = job(*args, out=Path(output.out), force=output.force, **reporting, **kwargs)
     for line in notes(done) if notes is not None and not output.quiet else ():
         click.echo(line, err=True)
+    from ..reporting.html import PAGE  # here: `seethrough --help` imports no jinja2
+
+    if opens is None and PAGE in done.files:
+        opens = PAGE  # every job writes its page; say where it is
     shown = f" (open {done.out / opens})" if opens is not None else ""
     click.echo(f"wrote {len(done.files)} files to {done.out}{shown}")
     return done

@@ -212,7 +212,21 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "chance": number(result["chance"]),
         "seconds": number(result["seconds"], 1),
     }
-    cards = PageTable(
+    tables = [_cards_table(data), *([_concepts_table(data)] if data["concepts"] else [])]
+    pictures = [PageFigure(name, _figure_alt(name)) for name in figures]
+    return render_job_page(
+        f"seethrough anatomy: {data['model']}",
+        settings,
+        ANATOMY,
+        tables=tables,
+        figures=pictures,
+    )
+
+
+def _cards_table(data: dict[str, Any]) -> PageTable:
+    """One row per module card."""
+    result = data["anatomy"]
+    return PageTable(
         "cards",
         "Module cards",
         [
@@ -246,7 +260,11 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "network's and the raw pixels' to see what the training added.",
         numeric=(4, 5, 7, 8),
     )
-    concepts = PageTable(
+
+
+def _concepts_table(data: dict[str, Any]) -> PageTable:
+    """The TCAV concepts, with their significance."""
+    return PageTable(
         "concepts",
         "Concepts (TCAV)",
         ["concept", "layer", "class", "TCAV score", "p-value", "significant"],
@@ -266,20 +284,13 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "the model uses the concept.",
         numeric=(3, 4),
     )
-    pictures = [
-        PageFigure(
-            name,
-            "per module: accuracy drop when ablated, gradient sensitivity and probe accuracy"
-            if name == "anatomy.png"
-            else f"module card {name.removeprefix('card-').removesuffix('.png')}: per-class "
-            "effect of ablating it, its channels ranked by effect, gradient sensitivity, probe",
-        )
-        for name in figures
-    ]
-    return render_job_page(
-        f"seethrough anatomy: {data['model']}",
-        settings,
-        ANATOMY,
-        tables=[cards, *([concepts] if data["concepts"] else [])],
-        figures=pictures,
+
+
+def _figure_alt(name: str) -> str:
+    if name == "anatomy.png":
+        return "per module: accuracy drop when ablated, gradient sensitivity and probe accuracy"
+    card = name.removeprefix("card-").removesuffix(".png")
+    return (
+        f"module card {card}: per-class effect of ablating it, its channels ranked by "
+        "effect, gradient sensitivity, probe"
     )

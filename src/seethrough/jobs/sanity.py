@@ -123,7 +123,23 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "steps (in order)": ", ".join(steps),
         "seed": run["seed"],
     }
-    last = PageTable(
+    tables = [_similarity_table(methods, steps), _edges_table(data)]
+    pictures = [PageFigure(name, _figure_alt(data, name)) for name in figures]
+    return render_job_page(
+        f"seethrough sanity: {data['model']}",
+        settings,
+        SANITY,
+        tables=tables,
+        figures=pictures,
+        intro="Model-parameter randomization (Adebayo et al., 2018): the model's layers are "
+        "re-initialised one step at a time and each method's map is compared to its map "
+        "on the trained model.",
+    )
+
+
+def _similarity_table(methods: dict[str, Any], steps: Sequence[str]) -> PageTable:
+    """Each method's mean similarity after the last step, per metric, and its self-check."""
+    return PageTable(
         "similarity",
         f"Similarity to the trained model's map after the last step ({steps[-1]})"
         if steps
@@ -146,7 +162,11 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "on the trained model: the most any step can reach.",
         numeric=tuple(range(1, len(METRICS) + 2)),
     )
-    edges = PageTable(
+
+
+def _edges_table(data: dict[str, Any]) -> PageTable:
+    """Per image, each method's similarity to the edge detector's map."""
+    return PageTable(
         "edges",
         "Similarity to an edge detector's map (per image)",
         ["method", *METRICS],
@@ -157,22 +177,11 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         note="High values mean the map could be an edge detector's: it may show the "
         "image more than the model.",
     )
-    pictures = []
-    for name in figures:
-        if name.startswith("similarity-"):
-            metric = name.removeprefix("similarity-").removesuffix(".png")
-            alt = f"similarity ({metric}) to the trained model's map per step, one curve per method"
-        else:  # randomization-NNN-<stem>.png
-            image = data["images"][int(name.split("-")[1])]["name"]
-            alt = f"each method's map of {image} as the model is randomized step by step"
-        pictures.append(PageFigure(name, alt))
-    return render_job_page(
-        f"seethrough sanity: {data['model']}",
-        settings,
-        SANITY,
-        tables=[last, edges],
-        figures=pictures,
-        intro="Model-parameter randomization (Adebayo et al., 2018): the model's layers are "
-        "re-initialised one step at a time and each method's map is compared to its map "
-        "on the trained model.",
-    )
+
+
+def _figure_alt(data: dict[str, Any], name: str) -> str:
+    if name.startswith("similarity-"):
+        metric = name.removeprefix("similarity-").removesuffix(".png")
+        return f"similarity ({metric}) to the trained model's map per step, one curve per method"
+    image = data["images"][int(name.split("-")[1])]["name"]  # randomization-NNN-<stem>.png
+    return f"each method's map of {image} as the model is randomized step by step"
