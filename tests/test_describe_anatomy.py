@@ -24,7 +24,7 @@ from seethrough.anatomy import (
     tcav,
 )
 from seethrough.anatomy.describe import RELIANCE
-from seethrough.core.stats import paired_test
+from seethrough.core.stats import holm, paired_test
 from seethrough.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from seethrough.errors import InvalidOptionError
 from seethrough.models.fashion_cnn import fashion_cnn
@@ -66,7 +66,17 @@ def test_anatomy_of_the_fashion_cnn_in_words(run: Anatomy) -> None:
         own = [f for f in description.findings if f.evidence.startswith(f"cards.{k}.")]
         assert own and all(f.values["name"] == card.name for f in own)
     zh = description.text("zh")
-    assert "网络最依赖" in zh
+    assert "下降最多" in zh and "网络依赖它" in zh
+    # the cards' probe claims are one family: Holm-corrected over the cards with a p-value
+    corrected = run.probe_p_holm()
+    assert data["probe_p_holm"] == list(corrected) and data["probe_family"] == 3
+    raw = [c.probe_p_value for c in run.cards]
+    assert all(p is not None for p in raw)
+    assert list(corrected) == pytest.approx(holm([float(p) for p in raw if p is not None]))
+    for k in range(len(run.cards)):
+        probe = next(f for f in description.findings if f.evidence == f"cards.{k}.probe_accuracy")
+        assert probe.key.endswith("_holm") and probe.values["p"] == corrected[k]
+        assert probe.values["family"] == 3 and "Holm-corrected over 3 modules" in probe.text()
     dumps(run)  # strict JSON, with the probe p-values
 
 
@@ -81,6 +91,11 @@ def test_a_card_says_relies_only_from_the_stated_drop(run: Anatomy) -> None:
     assert card.accuracy_drop is not None and card.accuracy_drop >= RELIANCE
     worst = card.worst_class
     assert worst is not None and klass.values["cls"] == FASHION_MNIST_CLASSES[worst]
+    # the largest of ten per-class drops, picked after looking: a note, not a finding
+    assert klass.key == "anatomy.card.class" and klass.claim == "note"
+    assert card.ablation is not None
+    assert klass.values["count"] == int(card.ablation.class_counts[worst])
+    assert "not a tested difference" in klass.text("en")
     # just under the rule: a note that it barely matters, and no class sentence
     small = dataclasses.replace(card, accuracy_drop=RELIANCE - 0.001)
     found = small.describe().findings
@@ -95,8 +110,9 @@ def test_a_card_says_relies_only_from_the_stated_drop(run: Anatomy) -> None:
 
 
 def test_probes_claim_a_gain_only_with_a_paired_test(run: Anatomy) -> None:
-    """fc1 and fc2 beat the random network's probe on the same held-out images (p ≈ 1e-4):
-    findings; conv2 does not (measured 77.0 % against 75.0 %, p = 0.73): hedged."""
+    """fc1 and fc2 beat the random network's probe on the same held-out images (p ≈ 1e-4,
+    Holm-corrected over the 3 layers ≈ 3e-4): findings; conv2 does not (measured 77.0 %
+    against 75.0 %, p = 0.73): hedged. The sentences state the corrected p."""
     table = run.probes
     assert table is not None
     p = table.p_values()
@@ -109,6 +125,12 @@ def test_probes_claim_a_gain_only_with_a_paired_test(run: Anatomy) -> None:
     assert claims == {None: "note", "conv2": "hedged", "fc1": "finding", "fc2": "finding"}
     data = to_jsonable(table)
     assert data["p_values"] == p
+    corrected = table.p_values_holm()
+    raw = [float(v) for v in p.values() if v is not None]
+    assert len(raw) == 3 and list(corrected.values()) == pytest.approx(holm(raw))
+    assert data["p_values_holm"] == corrected and data["p_family"] == 3
+    for f in description.findings[1:]:
+        assert f.values["p"] == corrected[str(f.values["layer"])] and f.values["family"] == 3
     assert_round_trip(description, data)
     card = run.card("conv2")
     probe = next(f for f in card.describe().findings if "probe" in f.key)
@@ -226,3 +248,25 @@ def test_unknown_language_is_refused(run: Anatomy) -> None:
     with pytest.raises(InvalidOptionError, match="unknown language"):
         card.describe("de")
     assert np.isfinite(card.accuracy_drop or 0.0)
+
+
+def test_several_concepts_in_a_report_are_one_family(planted: dict[str, Any]) -> None:
+    """The report tests several TCAV concepts at α divided by their number (Bonferroni):
+    a concept with p = 0.03 is significant alone, not as one of three; the sentence shows
+    the corrected α (a number of the concept's JSON)."""
+    from seethrough.reporting.build import _bonferroni_concepts
+
+    p = planted
+    found = tcav(p["model"], "feat", p["concept"], p["pool"], p["inputs"], 1, runs=8,
+                 null_sets=149, concept_name="stripes")  # fmt: skip
+    assert found.p_value < 0.05 / 3 and found.cav_p_value < 0.05 / 3
+    weak = dataclasses.replace(found, concept="dots", p_value=0.03)
+    assert weak.significant and weak.describe().findings[0].claim == "finding"
+    assert _bonferroni_concepts((weak,)) == (weak,)  # one concept: nothing to correct
+    family = _bonferroni_concepts((found, weak, dataclasses.replace(weak, concept="waves")))
+    assert [t.alpha for t in family] == pytest.approx([0.05 / 3] * 3)
+    assert [t.significant for t in family] == [True, False, False]
+    said = family[1].describe().findings[0]
+    assert said.key == "tcav.not_significant" and said.claim == "hedged"
+    assert "α = 0.017" in said.text("en")
+    assert_round_trip(family[1].describe(), to_jsonable(family[1]))

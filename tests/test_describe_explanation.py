@@ -208,14 +208,19 @@ def test_a_failed_sanity_check_makes_no_claim_about_the_image(ex: Explanation) -
 @pytest.mark.parametrize(
     ("sanity", "claim", "english", "chinese"),
     [
+        (None, "hedged", "Hypothesis (not sanity-checked on this model): ", "假设（未在此模型上"),
         (
-            None,
+            "inconclusive",
             "hedged",
-            "Not sanity-checked on this model, so read this as a hypothesis",
-            "未在此模型上做合理性检验",
+            "Hypothesis (sanity check inconclusive",
+            "假设（在此模型上的合理性检验无定论",
         ),
-        ("inconclusive", "hedged", "sanity check on this model was inconclusive", "没有定论"),
-        ("passed", "finding", "passed its sanity check on this model", "通过了合理性检验"),
+        (
+            "passed",
+            "finding",
+            "Sanity check passed: the map is strongest in",
+            "已通过合理性检验：解释图在",
+        ),
     ],
 )
 def test_where_the_map_lies_is_claimed_only_as_far_as_the_sanity_check_allows(

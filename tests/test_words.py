@@ -8,6 +8,7 @@ import os
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,37 @@ def test_percent_format_shows_a_whole_percentage_and_terms_are_translated() -> N
         finding.text("fr")
     with pytest.raises(KeyError):
         Finding("explanation.focus", {"hedge": Term("explanation.hedge.passed")}).text()
+
+
+_HAN = "[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"  # Chinese characters, full-width punctuation
+
+
+def test_chinese_drops_a_templates_space_only_between_two_chinese_characters() -> None:
+    """The zh templates put a space around each value (``{method} 解释``), right for a
+    Latin name (``Grad-CAM 解释``) and wrong for a Chinese one (``积分梯度 解释`` → no
+    space); a space inside a value (a user's label) is kept."""
+
+    def target(method: Any) -> Finding:
+        values = {"method": method, "label": "猫 科", "index": 3, "score": 1.5}
+        return Finding("explanation.target", values)
+
+    ig, cam = method_term("integrated_gradients"), method_term("grad_cam")
+    expected = "积分梯度解释的是类别“猫 科”（索引 3），模型对该类别的得分为 1.5。"
+    assert target(ig).text("zh") == expected
+    assert target(cam).text("zh").startswith("Grad-CAM 解释的是类别“猫 科”")
+    assert target("我的方法").text("zh").startswith("我的方法解释的是")  # a user's own name
+    assert target("my_method").text("zh").startswith("my_method 解释的是")
+    assert target(ig).text("en").startswith("Integrated gradients explains")
+    # digits keep their space (前 10% 的像素); two values side by side close up too
+    lead = Finding("report.agreement.most", {"first": ig, "second": cam, "rho": 0.5, "n": 4})
+    assert lead.text("zh").startswith("积分梯度与 Grad-CAM 最一致")
+    assert "为 0.50（4 张图像的平均）" in lead.text("zh")
+
+
+def test_no_chinese_template_puts_a_space_between_two_chinese_characters() -> None:
+    for key, template in catalogue("zh").items():
+        for text, _, _, _ in string.Formatter().parse(template):  # each piece between values
+            assert not re.search(f"{_HAN} +{_HAN}", text), f"{key}: {template!r}"
 
 
 # ------------------------------------------------------------------ round-trip helper
@@ -313,7 +345,8 @@ def test_close_siblings_are_explained_by_their_common_parent(real: WordNet) -> N
     assert description.findings[3].values["parent"] == "domestic cat"
     en = description.text("en")
     assert "“tabby” (index 281), with probability 41.0%" in en
-    assert "WordNet files both under “domestic cat”" in en and "mottled with black" in en
+    assert "both a kind of “domestic cat” in WordNet" in en and "mottled with black" in en
+    assert "(tabby → domestic cat → cat → feline)" in en
     glosses = [
         str(f.values[k])
         for f in description.findings
@@ -338,7 +371,7 @@ def test_the_close_rule_and_plain_labels() -> None:
     close = describe_predictions(_rows((3, "shirt", 0.5), (6, "coat", 0.25)))
     assert [f.key for f in close.findings][-1] == "predictions.close"
     assert_round_trip(close, _rows((3, "shirt", 0.5), (6, "coat", 0.25)))
-    assert "拿不准" in close.text("zh")
+    assert "难以取舍" in close.text("zh")
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 from .attribution import Explanation, Method, explain, make_method
 from .attribution.api import route_options
-from .core.guard import check_inputs, model_device, unwrap_model
+from .core.budget import Budget
+from .core.guard import check_inputs, guarded, model_device, unwrap_model
+from .core.passes import forward_logits
 from .core.targets import TargetLike, parse_target
 from .errors import InvalidOptionError, check_option, integer, text
 from .reporting.tensorboard import summary_writer
@@ -78,6 +80,8 @@ class ExplanationLogger:
     target : TargetLike
         The classes explained, as for :func:`seethrough.explain` (default: each image's
         predicted class at that step). Give the true classes to follow one class.
+        Class indices are checked at construction against the model's classes (one
+        forward pass of the first image, in prediction mode).
     seed : int
         The explanations' seed (the same at every step, so maps change only with the model).
     tag : str
@@ -124,15 +128,25 @@ class ExplanationLogger:
             [methods] if isinstance(methods, (str, Method)) else list(methods)
         )
         _check_methods(self.methods, options)
-        parse_target(target, len(self.images), labels)  # a bad target fails here, not later
+        parsed = parse_target(target, len(self.images), labels)  # fails here, not later
+        if parsed.indices is not None or parsed.kind == "topk":
+            parsed.check_range(self._classes())  # without labels: the output's width
         self.every = every
         self.target = target
         self.seed = seed
         self.tag = tag.strip("/")
         self.options = dict(options)
         self._owns_writer = isinstance(writer, (str, os.PathLike))
-        self.writer = summary_writer(writer) if self._owns_writer else writer
+        self.writer = _open_writer(writer) if self._owns_writer else writer
         _check_writer(self.writer)
+
+    def _classes(self) -> int:
+        """The model's number of classes: one forward pass of the first image, in
+        prediction mode and without gradients (everything put back, as in :meth:`log`)."""
+        x = self.images[:1]
+        with _predicting(self.module), guarded(self.module, [x.device]), torch.no_grad():
+            logits = forward_logits(self.module, lambda a, b: x[a:b], 1, Budget(None, x.device))
+        return int(logits.shape[1])
 
     def __call__(self, global_step: int) -> list[Explanation] | None:
         """Log at ``global_step`` when it is a multiple of ``every``; the explanations
@@ -193,6 +207,19 @@ def _check_methods(methods: list[str | Method], options: Mapping[str, Any]) -> N
         return
     for method, routed in zip(methods, route_options(methods, options), strict=True):
         make_method(method, **routed)
+
+
+def _open_writer(folder: str | os.PathLike[str]) -> Any:
+    """A ``SummaryWriter`` into ``folder``; a clear error when it cannot be one."""
+    if not str(folder).strip():
+        raise InvalidOptionError("writer is an empty folder name; name a folder, e.g. runs/train")
+    try:
+        return summary_writer(folder)
+    except OSError as err:
+        raise InvalidOptionError(
+            f"cannot write TensorBoard events into {str(folder)!r}: "
+            f"{(err.strerror or str(err)).rstrip('.')}; give a folder (e.g. runs/train)"
+        ) from None
 
 
 def _check_writer(writer: Any) -> None:

@@ -34,7 +34,7 @@ from ..words import Description
 from .ablation import Ablation, AblationResult, Evaluation, ablate, check_labelled
 from .blocks import chosen_modules, output_shapes
 from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
-from .probes import PIXELS, Probe, ProbeTable, paired_p_value, probe_layers
+from .probes import PIXELS, Probe, ProbeTable, holm_family_map, paired_p_value, probe_layers
 
 __all__ = ["Anatomy", "ModuleCard", "anatomy"]
 
@@ -107,6 +107,14 @@ class Anatomy:
         from .describe import describe_anatomy
 
         return describe_anatomy(self, lang)
+
+    def probe_p_holm(self) -> tuple[float | None, ...]:
+        """Per card, its :attr:`ModuleCard.probe_p_value` Holm-corrected over the cards
+        that have one (None where it is None): saying "training made the classes more
+        readable" of several modules is a family of claims."""
+        raw = {str(k): c.probe_p_value for k, c in enumerate(self.cards)}
+        corrected = holm_family_map(raw)
+        return tuple(corrected[str(k)] for k in range(len(self.cards)))
 
     def card(self, name: str) -> ModuleCard:
         for c in self.cards:

@@ -12,8 +12,13 @@ evidence (:mod:`seethrough.words.findings`):
 * **Probes.** "Training made the classes more linearly readable here" (``"finding"``)
   needs the trained network's probe to beat the same probe on a randomly initialised
   copy (Alain & Bengio, 2016) on the same held-out images, with a paired sign-flip test
-  p < :data:`ALPHA` (:func:`~seethrough.anatomy.probes.paired_p_value`); otherwise the
-  sentence is ``"hedged"``: a probe can read classes off random features too.
+  p < :data:`ALPHA` (:func:`~seethrough.anatomy.probes.paired_p_value`) — Holm-corrected
+  over the layers of a probe table or the cards of an anatomy run, which test one such
+  claim each (:meth:`ProbeTable.p_values_holm`, :meth:`Anatomy.probe_p_holm`); a single
+  card alone is a family of one. Otherwise the sentence is ``"hedged"``: a probe can
+  read classes off random features too.
+* **The class an ablation hurts most** is the largest of the per-class drops, picked
+  after looking (and on a tenth of the images each): a ``"note"``, never a finding.
 * **TCAV** (Kim et al., 2018). "The concept raises / lowers the class's score"
   (``"finding"``) only when the test is significant — both the score's and the CAV's
   rank tests below the result's ``alpha`` (:class:`~seethrough.anatomy.TcavResult`).
@@ -77,6 +82,8 @@ def _ablation_finding(card: Any, prefix: str) -> Finding | None:
 
 
 def _class_finding(card: Any, names: Sequence[str] | None, prefix: str) -> Finding | None:
+    """The class whose accuracy drops most: a ``"note"`` (the largest of several per-class
+    drops, each on a fraction of the images, untested)."""
     worst = card.worst_class
     if worst is None or card.class_accuracy_drop is None or card.ablation is None:
         return None
@@ -88,8 +95,9 @@ def _class_finding(card: Any, names: Sequence[str] | None, prefix: str) -> Findi
         "cls": _class(worst, names),
         "drop": drop,
         "accuracy": float(card.ablation.class_accuracy[worst]),
+        "count": int(card.ablation.class_counts[worst]),
     }
-    return Finding("anatomy.card.class", values, f"{prefix}class_accuracy_drop", "finding")
+    return Finding("anatomy.card.class", values, f"{prefix}class_accuracy_drop", "note")
 
 
 def _channel_finding(card: Any, prefix: str) -> Finding | None:
@@ -103,31 +111,43 @@ def _channel_finding(card: Any, prefix: str) -> Finding | None:
     return Finding("anatomy.card.channel", values, f"{prefix}channel_drop", "note")
 
 
-def _probe_finding(card: Any, prefix: str) -> Finding | None:
+def _probe_finding(
+    card: Any, prefix: str, holm: tuple[float | None, int] | None = None
+) -> Finding | None:
+    """The card's probe against the random network's; ``holm``: the card's p-value
+    Holm-corrected over an anatomy run's cards, and their number (None: the card alone)."""
     if card.probe is None:
         return None
     values: dict[str, Value] = {
         "name": card.name,
         "accuracy": card.probe.test_accuracy,
     }
-    p = card.probe_p_value
+    p = card.probe_p_value if holm is None else holm[0]
     if card.random_probe is None or p is None:
         return Finding("anatomy.card.probe", values, f"{prefix}probe_accuracy", "note")
     random = card.random_probe.test_accuracy
     values = {**values, "random": random, "p": p}
     gain = p < ALPHA and card.probe.test_accuracy > random
     key = "anatomy.card.probe_gain" if gain else "anatomy.card.probe_no_gain"
+    if holm is not None:
+        values = {**values, "family": holm[1]}
+        key += "_holm"
     claim: Claim = "finding" if gain else "hedged"
     return Finding(key, values, f"{prefix}probe_accuracy", claim)
 
 
-def _card_findings(card: Any, names: Sequence[str] | None, prefix: str = "") -> tuple[Finding, ...]:
+def _card_findings(
+    card: Any,
+    names: Sequence[str] | None,
+    prefix: str = "",
+    holm: tuple[float | None, int] | None = None,
+) -> tuple[Finding, ...]:
     ablation = _ablation_finding(card, prefix)
     found = [
         ablation,
         _class_finding(card, names, prefix) if ablation and ablation.claim == "finding" else None,
         _channel_finding(card, prefix),
-        _probe_finding(card, prefix),
+        _probe_finding(card, prefix, holm),
     ]
     return tuple(f for f in found if f is not None)
 
@@ -170,8 +190,10 @@ def describe_anatomy(result: Any, lang: str = "en") -> Description:
         key = "anatomy.most" if relies else "anatomy.none"
         found.append(Finding(key, values, f"cards.{k}.ablation", claim))
     names = result.class_names
+    corrected = result.probe_p_holm()
+    family = sum(c.probe_p_value is not None for c in result.cards)
     for k, card in enumerate(result.cards):
-        found.extend(_card_findings(card, names, f"cards.{k}."))
+        found.extend(_card_findings(card, names, f"cards.{k}.", (corrected[k], family)))
     return Description("anatomy", tuple(found))
 
 
@@ -205,7 +227,8 @@ def describe_ablation(result: Any, lang: str = "en") -> Description:
 
 def describe_probes(table: Any, lang: str = "en") -> Description:
     """:meth:`ProbeTable.describe`: the raw-pixel probe, then each layer's probe against
-    the random network's (``"finding"`` only with a paired p < :data:`ALPHA`)."""
+    the random network's (``"finding"`` only with a paired p, Holm-corrected over the
+    table's layers, below :data:`ALPHA`)."""
     _check_lang(lang)
     found = []
     if table.pixels is not None:
@@ -214,7 +237,8 @@ def describe_probes(table: Any, lang: str = "en") -> Description:
             "chance": table.pixels.chance,
         }
         found.append(Finding("probes.pixels", pixels, "pixels", "note"))
-    p_values = table.p_values()
+    p_values = table.p_values_holm()
+    family = sum(p is not None for p in p_values.values())
     random = table.random or (None,) * len(table.layers)
     for name, trained, untrained in zip(table.layers, table.trained, random, strict=True):
         p = p_values[name]
@@ -225,7 +249,7 @@ def describe_probes(table: Any, lang: str = "en") -> Description:
         if untrained is None or p is None:
             found.append(Finding("probes.plain", values, f"layers.{name}", "note"))
             continue
-        values = {**values, "random": untrained.test_accuracy, "p": p}
+        values = {**values, "random": untrained.test_accuracy, "p": p, "family": family}
         gain = p < ALPHA and trained.test_accuracy > untrained.test_accuracy
         claim: Claim = "finding" if gain else "hedged"
         key = "probes.gain" if gain else "probes.no_gain"

@@ -31,7 +31,7 @@ from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..core.reinit import reinitialize
-from ..core.stats import paired_test
+from ..core.stats import holm, paired_test
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
 from ..words import Description
 from .ablation import DEFAULT_ROWS, check_labelled
@@ -90,6 +90,14 @@ class Probe:
         return w / w.norm().clamp_min(torch.finfo(w.dtype).tiny)
 
 
+def holm_family_map(p_values: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Holm-adjusted p-values (:func:`seethrough.core.stats.holm`) of the entries that
+    are not None, over their number; None entries stay None."""
+    tested = [k for k, p in p_values.items() if p is not None]
+    adjusted = dict(zip(tested, holm([p_values[k] for k in tested]), strict=True))  # type: ignore[misc]
+    return {k: adjusted.get(k) for k in p_values}
+
+
 def paired_p_value(a: Probe, b: Probe, seed: int = 0) -> float | None:
     """Two-sided p-value that probes ``a`` and ``b`` are equally accurate on the same
     held-out rows: a sign-flip test of the per-row differences of being right
@@ -122,6 +130,12 @@ class ProbeTable:
             return dict.fromkeys(self.layers)
         pairs = zip(self.layers, self.trained, self.random, strict=True)
         return {name: paired_p_value(t, r) for name, t, r in pairs}
+
+    def p_values_holm(self) -> dict[str, float | None]:
+        """:meth:`p_values` Holm-corrected over the layers that have one (a table tests
+        every layer, so "this layer beats the random network" is one claim of a family);
+        None where the raw p-value is None."""
+        return holm_family_map(self.p_values())
 
     def describe(self, lang: str = "en") -> Description:
         """Each layer's probe accuracy against the random network's, in words

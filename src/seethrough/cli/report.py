@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,9 +87,10 @@ def report_command(
     from ..jobs.report import run_report
 
     names = method_names(methods) if methods is not None else None
-    if data is not None and data != FASHION and not Path(data).is_dir():
+    if data is not None and data != FASHION and (not data.strip() or not Path(data).is_dir()):
         raise InvalidOptionError(
-            f"--data {data!r}: not '{FASHION}' and not a folder of class subfolders"
+            f"--data {data!r}: not '{FASHION}' and not a folder of class subfolders; "
+            "give a folder with one subfolder of images per class"
         )
     loaded, net = load_inputs(images, model, output)
     run_job(
@@ -124,12 +126,28 @@ def _model_file(model: ModelChoice) -> str | None:
 
 
 def _notes(done: ReportResult) -> Iterator[str]:
-    """The summary's sentences, each after the name of the image or check it is about."""
+    """The summary's sentences, each after the name of the image or check it is about
+    (one line each: control characters in names and labels are shown escaped)."""
     data = done.content.data
     names = {image["id"]: image["name"] for image in data.get("images", [])}
     for finding in data.get("summary", []):
         group = finding.get("group", "")
-        yield f"{names.get(group, group)}: {finding['text']}"
+        yield _printable(f"{names.get(group, group)}: {finding['text']}")
     if done.tensorboard is not None:
         yield f"TensorBoard events in {done.tensorboard} (tensorboard --logdir {done.tensorboard})"
     yield f"report made in {done.seconds:.0f} s"
+
+
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (line breaks, terminal escape sequences) and
+    bidirectional overrides escaped (``\\n``, ``\\x1b``): a file name or label cannot
+    break a line or drive the terminal."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) == "Cc" or c in _BIDI
+        else c
+        for c in text
+    )

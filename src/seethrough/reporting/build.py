@@ -14,7 +14,10 @@ templates, ``words/catalogue/report.py``), and every number a sentence shows is 
 of the JSON section its ``evidence`` names (the id of the page section that shows it).
 Hedges follow the evidence: an image's sentences about a method are said as findings
 only when the method passed the sanity check; a method that failed is called not
-reliable for this model, and its maps are not described.
+reliable for this model, and its maps are not described. "Better than a random ranking"
+is said only on the paired t-test Holm-corrected over every method × (deletion,
+insertion) comparison of the report (:func:`_holm_corrected`); several TCAV concepts
+are tested at α divided by their number (Bonferroni).
 
 Layout of ``report.json`` (``"seethrough.report/1"``)::
 
@@ -34,7 +37,11 @@ Layout of ``report.json`` (``"seethrough.report/1"``)::
      "agreement": null | {"metric", "methods", "matrix", "n"},
      "sanity": null | {"mode", "metric", "threshold", "n", "images", "steps", "figure",
                 "methods": [{"method", "label", "control", "verdict", "reason", "mean",
-                             "ci": [lo, hi], "self_check", "curve": [per-step mean]}]},
+                             "ci": [lo, hi], "self_check", "statistic", "steps",
+                             "curve": [per-step mean]}]},
+                (verdicts over the whole cascade: "mean" is the mean over images of each
+                image's mean over the steps, "ci" its Student-t interval; see
+                seethrough.trust.verdict)
      "faithfulness": null | {"metric": "deletion", "higher_is_better", "score",
                 "fractions", "figure", "methods": [{"method", "curve", "auc",
                 "comparison": {...}}], "random": {"curve", "auc"}},
@@ -47,6 +54,7 @@ Layout of ``report.json`` (``"seethrough.report/1"``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -64,7 +72,7 @@ from ..inside import TopExamples
 from ..trust import RandomizationResult
 from ..trust.describe import verdict_finding
 from ..trust.faithfulness import MetricResult
-from ..trust.verdict import ControlComparison, SanityVerdict
+from ..trust.verdict import ControlComparison, SanityVerdict, holm_family
 from ..viz import plot_anatomy, plot_card, plot_top_examples
 from ..viz.report_figures import input_png, map_panel, plot_curves, png_bytes
 from ..words import Description, Finding
@@ -171,9 +179,36 @@ def build_content(results: ReportResults) -> ReportContent:
     return builder.build()
 
 
+def _holm_corrected(faithfulness: tuple[Faithfulness, ...]) -> tuple[Faithfulness, ...]:
+    """The faithfulness comparisons judged as one family: every method against the random
+    ranking by every metric the report shows (deletion and insertion), their p-values
+    Holm-corrected together (:func:`seethrough.trust.verdict.holm_family`), so that a
+    method is called better than random only on the corrected test."""
+    flat = [c for f in faithfulness for c in f.comparisons]
+    corrected = iter(holm_family(flat))
+    return tuple(
+        dataclasses.replace(f, comparisons=tuple(next(corrected) for _ in f.comparisons))
+        for f in faithfulness
+    )
+
+
+def _bonferroni_concepts(concepts: tuple[TcavResult, ...]) -> tuple[TcavResult, ...]:
+    """Several TCAV concepts tested together: each one's ``alpha`` divided by their
+    number (Bonferroni, as Kim et al.'s code does), so that "the model uses concept X"
+    holds for the family; the sentences show the corrected α."""
+    m = len(concepts)
+    if m < 2:
+        return concepts
+    return tuple(dataclasses.replace(t, alpha=t.alpha / m) for t in concepts)
+
+
 class _Builder:
     def __init__(self, results: ReportResults) -> None:
-        self.r = results
+        self.r = dataclasses.replace(
+            results,
+            faithfulness=_holm_corrected(results.faithfulness),
+            concepts=_bonferroni_concepts(results.concepts),
+        )
         self.lang = results.lang
         self.figures: dict[str, bytes] = {}
         self.maps: dict[tuple[str, str], np.ndarray] = {}
@@ -307,8 +342,7 @@ class _Builder:
             ylabel="Spearman ρ of |map| to the trained model's",
             title="Sanity check: model-parameter randomization",
             xticks=["trained (self-check)", *steps],
-            threshold=_threshold(r.verdicts),
-            dashed=r.controls,
+            dashed=r.controls,  # no threshold line: the verdict judges the curve's mean
         )
         self.figures["sanity"] = png_bytes(figure)
         return {
@@ -519,9 +553,15 @@ class _Builder:
         return [Finding("report.lead.unfaithful", values, "faithfulness", "hedged")]
 
     def _lead_findings(self, i: int) -> list[Finding]:
-        """What the lead explanation (:meth:`lead`) says about image ``i``."""
+        """What the lead explanation (:meth:`lead`) says about image ``i``, less its sentence
+        naming the explained class when that is the top prediction (the image's first
+        sentence names it already)."""
         lead = self.lead()
         said = _row(lead, i).describe(self.lang, sanity=self.verdict(lead.method))
+        top = self.r.images[i].predictions[:1]
+        if top and top[0][0] == int(lead.targets[i]):
+            kept = [f for f in said.findings if not f.key.startswith("explanation.target")]
+            said = Description(said.subject, tuple(kept))
         return _evidenced(said, self.ids[i])
 
     def _agreement_findings(self) -> list[Finding]:
@@ -586,6 +626,8 @@ def _verdict_json(v: SanityVerdict) -> dict[str, Any]:
         "threshold": v.threshold,
         "self_check": v.self_check,
         "level": v.level,
+        "statistic": v.statistic,
+        "steps": v.steps,
     }
 
 
@@ -690,4 +732,4 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _percent(value: Any) -> str:
-    return "—" if value is None else f"{100 * float(value):.1f} %"
+    return "—" if value is None else f"{100 * float(value):.1f}%"  # as the sentences write it

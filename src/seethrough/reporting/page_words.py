@@ -3,60 +3,94 @@ language of the report (``EN``, ``ZH``; the same keys).
 
 The findings (sentences with numbers from the results) are in the words catalogue
 (:mod:`seethrough.words.catalogue`); these are the page's fixed texts, which may name
-papers and years. :func:`page_words` fills one with ``str.format``.
+papers and years. :func:`page_words` gives a :class:`PageWords` that fills one as the
+sentences are filled (:func:`seethrough.words.findings.fill`: ``str.format``, and in
+Chinese no space between a value and Chinese text) and names methods as the sentences do
+(``Gradient × input``, 积分梯度).
+
+Terms are the same as the sentences': *map* (解释图), *sanity check* (合理性检验),
+*deletion / insertion test* (删除测试 / 插入测试), *random ranking* (随机排序).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidOptionError
+from ..words import catalogue
+from ..words.findings import fill
 
-__all__ = ["EN", "ZH", "page_words"]
+__all__ = ["EN", "ZH", "PageWords", "page_words"]
 
 EN: dict[str, str] = {
-    "heading.lead": "How to read this",
+    "heading.contents": "Contents",
+    "heading.lead": "Which method the sentences use",
     "heading.summary": "What the report finds",
+    "heading.images": "Image by image",
     "heading.sanity": "Can the maps be trusted?",
     "heading.faithfulness": "Do the maps point at what the model uses?",
+    "heading.deletion": "Deletion test",
+    "heading.insertion": "Insertion test",
     "heading.agreement": "Do the methods agree?",
     "heading.data": "What does the network rely on?",
     "heading.completeness": "Integrated gradients: do the attributions add up?",
     "heading.provenance": "How this report was made",
+    "nav.images": "Images",
+    "nav.sanity": "Sanity check",
+    "nav.faithfulness": "Faithfulness",
+    "nav.agreement": "Agreement",
+    "nav.completeness": "Completeness",
+    "nav.data": "Network",
+    "nav.provenance": "Provenance",
     "summary_note": (
-        "Each sentence links to its evidence below. Sentences in the colour of a warning are "
-        "hedged (not confirmed by a check) or say that a method is not reliable for this "
-        "model; every number is in report.json."
+        "Each sentence links to its evidence below; every number is in report.json. A "
+        "sentence with a yellow bar is a hypothesis (no check confirms it); one with a red "
+        "bar says that a method is not reliable for this model."
     ),
+    "maps_note": (
+        "How to read the maps: each has its own colour bar, in the method's raw units, so "
+        "ranges differ between methods and images; values beyond the bar's ends are clipped "
+        "(an arrow on the bar shows it). Signed maps: red is evidence for the class, blue "
+        "against it. Magnitude maps: brighter is larger. The badge under a map gives its "
+        "method's sanity check."
+    ),
+    "glance": "At a glance",
+    "glance.sanity": "sanity check",
+    "glance.deletion": "deletion test, against random",
+    "glance.insertion": "insertion test, against random",
     "top_predictions": "Top predictions",
     "class": "class",
     "index": "index",
     "probability": "probability",
-    "explained": "Explained: {label} (score {score}).",
-    "input": "input",
+    "explained": "Every map below explains {label}; the model's score for it is {score}.",
+    "input": "input, as the model sees it",
     "input_alt": "{image} as the model sees it",
     "panel_alt": "{method} map of {image}, colour range {low} to {high}",
-    "panel_caption": "{method} ({display}), range [{low}, {high}]",
+    "panel_caption": "{method}, {display}, range [{low}, {high}]",
     "display.signed": "signed",
     "display.magnitude": "magnitude",
+    "sanity_badge": "sanity check: {verdict}",
     "verdict.passed": "passed",
     "verdict.failed": "failed",
     "verdict.inconclusive": "inconclusive",
     "verdict.unchecked": "not checked",
     "agreement_note": (
-        "Spearman rank correlation between the absolute maps of two methods (at the input's "
-        "size), mean over {n} images. 1: the same ranking of pixels; 0: unrelated."
+        "Spearman rank correlation between the absolute maps (the maps' magnitudes, at the "
+        "input's size) of two methods, mean over {n} images: 1 when they rank the pixels the "
+        "same way, 0 when their rankings are unrelated."
     ),
     "agreement_none": "One method only: nothing to compare.",
     "method": "method",
     "sanity_note": (
         "Model-parameter randomization (Adebayo et al., 2018), {mode}, on {n} images: the "
-        "network's layers are re-initialised from the logits down, and each method's map of "
-        "the randomized model is compared with the trained model's (Spearman ρ of absolute "
-        "maps). A method passes when the 95 % interval of the fully randomized mean lies "
-        "below {threshold}: its map depends on what the model learned. The edge detector is "
-        "a control that ignores the model: it must fail."
+        "network's layers are re-initialised one after another from the output down, and "
+        "each method's map of the randomized network is compared with its map of the trained "
+        "one (Spearman ρ of the absolute maps). A method passes when the 95% interval "
+        "(Student t, over the images) of its similarity averaged over all the steps lies "
+        "below {threshold}: its maps then change as soon as the top layers lose what they "
+        "learned — guided backpropagation's do not (Adebayo et al., Fig. 2) — and fails when "
+        "the interval lies above. The edge detector is a control that ignores the model: it "
+        "must fail. The self-check compares the trained model's map with itself."
     ),
     "sanity_alt": (
         "Similarity of each method's map to the trained model's map after each randomization step"
@@ -64,24 +98,26 @@ EN: dict[str, str] = {
     "verdict": "verdict",
     "mode.cascading": "cascading",
     "mode.independent": "independent",
-    "randomized_mean": "mean ρ, fully randomized",
-    "interval": "95 % interval",
+    "randomized_mean": "mean ρ over the steps",
+    "interval": "95% interval",
     "self_check": "self-check",
     "control": "control",
     "not_run": "Not run.",
-    "deletion": "Deletion",
-    "insertion": "Insertion",
     "deletion_note": (
-        "The most relevant pixels (by each map) are replaced by {baseline} first, and the "
-        "target's probability is tracked (Petsiuk et al., 2018). A faithful map makes it "
-        "fall fast: lower area is better. The random ranking (a control) shows what no "
-        "knowledge gives; mean over {n} images."
+        "Each map ranks the pixels; the most relevant are removed first (replaced by "
+        "{baseline}) while the model's probability for the class is tracked (Petsiuk et al., "
+        "2018). A faithful map makes it fall fast: a lower area under the curve is better. A "
+        "random ranking (the control) shows what a map that knows nothing achieves; mean over "
+        "{n} images."
     ),
     "insertion_note": (
-        "The most relevant pixels are inserted into a {baseline} copy first: higher area is "
-        "better. The random ranking (a control) shows what no knowledge gives; mean over {n} "
-        "images."
+        "Starting from {baseline}, the most relevant pixels are put back first: a faithful "
+        "map makes the probability rise fast, so a higher area under the curve is better. "
+        "The random ranking is the control; mean over {n} images."
     ),
+    "baseline.zeros": "zeros",
+    "baseline.blur": "a blurred copy of the image",
+    "baseline.mean": "the image's mean",
     "deletion_alt": "Deletion curves of each method and of a random ranking",
     "insertion_alt": "Insertion curves of each method and of a random ranking",
     "area": "area",
@@ -92,9 +128,9 @@ EN: dict[str, str] = {
     "comparison.worse": "worse",
     "comparison.indistinguishable": "indistinguishable",
     "completeness_note": (
-        "Completeness (Sundararajan et al., 2017): the attributions of a path method sum to "
-        "the score difference between the input and the baseline. The relative error is |sum "
-        "− difference| / |difference|."
+        "Completeness (Sundararajan et al., 2017): the attributions of a path method add up "
+        "to the change of the model's score from the baseline image to the input. Relative "
+        "error: |sum − difference| / |difference|."
     ),
     "completeness_none": "No path method was run.",
     "image": "image",
@@ -103,10 +139,10 @@ EN: dict[str, str] = {
     "relative_error": "relative error",
     "path_points": "path points",
     "data_note": (
-        "{n} labelled images from {source}. Each module's output is mean-ablated (its "
-        "accuracy drop), and a linear probe reads the classes from it (held-out accuracy), "
-        "next to the same probe on a randomly initialised copy and on the raw pixels "
-        "({pixels}); chance {chance}."
+        "{n} labelled images from {source}. Each module's output is mean-ablated (the "
+        "accuracy drop says how much the network relies on it), and a linear probe reads the "
+        "classes from it (held-out accuracy), next to the same probe on a randomly "
+        "initialised copy of the network and on the raw pixels ({pixels}); chance: {chance}."
     ),
     "module": "module",
     "accuracy_drop": "accuracy drop when ablated",
@@ -122,73 +158,99 @@ EN: dict[str, str] = {
     "device": "device",
     "command": "command",
     "created": "created",
-    "seconds": "seconds",
+    "seconds": "run time (seconds)",
     "setting": "setting",
     "value": "value",
     "preprocessing": "Preprocessing",
     "settings": "Settings",
+    "made_by": "Made by seethrough {version}.",
 }
 
 ZH: dict[str, str] = {
-    "heading.lead": "如何阅读",
-    "heading.summary": "报告的结论",
-    "heading.sanity": "这些图可信吗？",
-    "heading.faithfulness": "这些图指向模型真正使用的内容吗？",
-    "heading.agreement": "各方法一致吗？",
+    "heading.contents": "目录",
+    "heading.lead": "描述依据的方法",
+    "heading.summary": "报告的主要发现",
+    "heading.images": "逐图说明",
+    "heading.sanity": "这些解释图可信吗？",
+    "heading.faithfulness": "解释图指向的是模型真正依赖的内容吗？",
+    "heading.deletion": "删除测试",
+    "heading.insertion": "插入测试",
+    "heading.agreement": "各方法的结论一致吗？",
     "heading.data": "网络依赖什么？",
-    "heading.completeness": "积分梯度：归因之和对得上吗？",
-    "heading.provenance": "本报告如何生成",
+    "heading.completeness": "积分梯度：归因之和与得分变化相符吗？",
+    "heading.provenance": "本报告的生成方式",
+    "nav.images": "图像",
+    "nav.sanity": "合理性检验",
+    "nav.faithfulness": "忠实度",
+    "nav.agreement": "一致性",
+    "nav.completeness": "完整性",
+    "nav.data": "网络",
+    "nav.provenance": "来源",
     "summary_note": (
-        "每句话都链接到下文的证据。以警示颜色显示的句子是有保留的（未经检验证实），或说明某方"
-        "法对该模型不可靠；所有数字都在 report.json 中。"
+        "每句话都链接到下文的证据，所有数字都可在 report.json 中找到。左侧带黄色竖条的句子是"
+        "假设（尚无检验证实）；带红色竖条的句子说明某个方法对该模型不可靠。"
     ),
+    "maps_note": (
+        "如何阅读解释图：每张图都有自己的色标，单位是该方法的原始单位，因此不同方法、不同图像的"
+        "范围各不相同；超出色标两端的值被截断（色标上的箭头表示有截断）。带符号的图：红色是支持"
+        "该类别的证据，蓝色是反对的证据。强度图：越亮表示越大。图下方的标签是该方法的合理性检验"
+        "结果。"
+    ),
+    "glance": "一览",
+    "glance.sanity": "合理性检验",
+    "glance.deletion": "删除测试（与随机排序相比）",
+    "glance.insertion": "插入测试（与随机排序相比）",
     "top_predictions": "最高预测",
     "class": "类别",
     "index": "索引",
     "probability": "概率",
-    "explained": "解释的类别：{label}（得分 {score}）。",
-    "input": "输入",
+    "explained": "下面每张解释图解释的都是 {label}，模型对该类别的得分为 {score}。",
+    "input": "输入（模型所见）",
     "input_alt": "模型所见的 {image}",
-    "panel_alt": "{image} 的 {method} 图，颜色范围 {low} 到 {high}",
-    "panel_caption": "{method}（{display}），范围 [{low}, {high}]",
+    "panel_alt": "{image} 的 {method} 解释图，颜色范围 {low} 到 {high}",
+    "panel_caption": "{method}，{display}，范围 [{low}, {high}]",
     "display.signed": "带符号",
     "display.magnitude": "强度",
+    "sanity_badge": "合理性检验：{verdict}",
     "verdict.passed": "通过",
     "verdict.failed": "未通过",
     "verdict.inconclusive": "无定论",
     "verdict.unchecked": "未检验",
     "agreement_note": (
-        "两种方法的绝对值图（输入尺寸）之间的 Spearman 秩相关，{n} 张图像的平均。1：像素排序"
-        "相同；0：无关。"
+        "两种方法的绝对值图（即解释图的强度，输入尺寸）之间的 Spearman 秩相关，{n} 张图像的"
+        "平均：1 表示两者对像素的排序相同，0 表示两者的排序毫无关联。"
     ),
     "agreement_none": "只有一种方法：无从比较。",
     "method": "方法",
     "sanity_note": (
         "模型参数随机化（Adebayo 等，2018），{mode}，共 {n} 张图像：从输出层起逐层重新初始化"
-        "网络，并将随机化模型的解释图与训练模型的解释图比较（绝对值图的 Spearman ρ）。若完全"
-        "随机化后平均值的 95 % 区间低于 {threshold}，则该方法通过：其图依赖于模型学到的内容。"
-        "边缘检测器是不看模型的对照，它必然不通过。"
+        "网络，并将每种方法在随机化网络上的解释图与其在训练好的网络上的解释图比较（绝对值图的 "
+        "Spearman ρ）。若各步相似度的平均值的 95% 区间（按图像的 Student t 区间）低于 "
+        "{threshold}，该方法即通过：顶层一旦失去所学，其解释图随之改变——引导反向传播的解释图"
+        "并非如此（Adebayo 等，图 2）；若区间高于阈值则不通过。"
+        "边缘检测器是不看模型的对照，必然不通过。自检是训练好的模型的解释图与其自身的比较。"
     ),
-    "sanity_alt": "每个随机化步骤后，各方法的图与训练模型的图的相似度",
+    "sanity_alt": "每个随机化步骤之后，各方法的解释图与训练好的模型的解释图的相似度",
     "verdict": "结论",
     "mode.cascading": "级联",
     "mode.independent": "逐层独立",
-    "randomized_mean": "完全随机化后的平均 ρ",
-    "interval": "95 % 区间",
+    "randomized_mean": "各步的平均 ρ",
+    "interval": "95% 区间",
     "self_check": "自检",
     "control": "对照",
     "not_run": "未运行。",
-    "deletion": "删除测试",
-    "insertion": "插入测试",
     "deletion_note": (
-        "按每张图把最相关的像素先替换为 {baseline}，并跟踪目标类别的概率（Petsiuk 等，2018）"
-        "。忠实的图会让概率迅速下降：面积越低越好。随机排序（对照）显示毫无知识时的结果；{n} "
-        "张图像的平均。"
+        "每张解释图给像素排序；按此顺序先移除最相关的像素（替换为 {baseline}），同时跟踪模型对"
+        "该类别的概率（Petsiuk 等，2018）。忠实的解释图会让概率迅速下降：曲线下面积越低越好。"
+        "随机排序（对照）显示一张毫无知识的解释图能做到什么；{n} 张图像的平均。"
     ),
     "insertion_note": (
-        "把最相关的像素先插入 {baseline} 副本：面积越高越好。随机排序（对照）显示毫无知识时的"
-        "结果；{n} 张图像的平均。"
+        "从 {baseline} 开始，先放回最相关的像素：忠实的解释图会让概率迅速上升，因此曲线下面积"
+        "越高越好。随机排序是对照；{n} 张图像的平均。"
     ),
+    "baseline.zeros": "零值",
+    "baseline.blur": "模糊后的图像",
+    "baseline.mean": "图像均值",
     "deletion_alt": "各方法及随机排序的删除曲线",
     "insertion_alt": "各方法及随机排序的插入曲线",
     "area": "面积",
@@ -199,8 +261,8 @@ ZH: dict[str, str] = {
     "comparison.worse": "更差",
     "comparison.indistinguishable": "无法区分",
     "completeness_note": (
-        "完备性（Sundararajan 等，2017）：路径方法的归因之和等于输入与基线之间的得分差。相对"
-        "误差为 |和 − 差| / |差|。"
+        "完整性（Sundararajan 等，2017）：路径方法的归因之和等于模型得分从基线图像到输入的"
+        "变化量。相对误差为 |和 − 差| / |差|。"
     ),
     "completeness_none": "未运行路径方法。",
     "image": "图像",
@@ -209,9 +271,9 @@ ZH: dict[str, str] = {
     "relative_error": "相对误差",
     "path_points": "路径点数",
     "data_note": (
-        "来自 {source} 的 {n} 张带标签图像。对每个模块的输出做均值消融（得到准确率下降），并"
-        "用线性探针从中读出类别（留出集准确率），与随机初始化副本上的同一探针以及原始像素上的"
-        "探针（{pixels}）对照；随机水平 {chance}。"
+        "来自 {source} 的 {n} 张带标签图像。对每个模块的输出做均值消融（准确率下降多少，说明网络"
+        "对它依赖多少），并用线性探针从中读出类别（留出集准确率），与随机初始化的网络副本上的同一"
+        "探针以及原始像素上的探针（{pixels}）对照；随机猜测的水平为 {chance}。"
     ),
     "module": "模块",
     "accuracy_drop": "消融后的准确率下降",
@@ -227,29 +289,47 @@ ZH: dict[str, str] = {
     "device": "设备",
     "command": "命令",
     "created": "生成时间",
-    "seconds": "秒数",
-    "setting": "设置",
+    "seconds": "运行时间（秒）",
+    "setting": "设置项",
     "value": "值",
     "preprocessing": "预处理",
     "settings": "设置",
+    "made_by": "由 seethrough {version} 生成。",
 }
 
 _WORDS = {"en": EN, "zh": ZH}
 
 
-def page_words(lang: str) -> Callable[..., str]:
-    """``ui(key, **values)``: the page's text ``key`` in ``lang``, filled with ``values``.
+class PageWords:
+    """The page's texts in one language: ``ui(key, **values)`` fills text ``key``;
+    :meth:`method` names a method as the sentences do; :meth:`get` is ``ui`` with a
+    fallback for keys that may be missing (a baseline the page has no words for)."""
+
+    def __init__(self, lang: str) -> None:
+        if lang not in _WORDS:
+            raise InvalidOptionError(f"unknown language {lang!r} (valid: {', '.join(_WORDS)})")
+        self.lang = lang
+        self.words = _WORDS[lang]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        return fill(self.words[key], values, self.lang)
+
+    def get(self, key: str, default: str) -> str:
+        """Text ``key`` (no values), or ``default`` when the page has no such text."""
+        return self.words.get(key, default)
+
+    def method(self, name: str) -> str:
+        """The method's name in this language (``gradient_x_input`` → "Gradient × input");
+        a method the catalogue does not know (the user's own) as given."""
+        return catalogue(self.lang).get(f"method.{name}", name)
+
+
+def page_words(lang: str) -> PageWords:
+    """The page's texts in ``lang`` (:class:`PageWords`).
 
     Raises
     ------
     InvalidOptionError
         For a language without page words.
     """
-    if lang not in _WORDS:
-        raise InvalidOptionError(f"unknown language {lang!r} (valid: {', '.join(_WORDS)})")
-    words = _WORDS[lang]
-
-    def ui(key: str, **values: Any) -> str:
-        return words[key].format(**values)
-
-    return ui
+    return PageWords(lang)

@@ -316,6 +316,8 @@ def _probe_table(t: ProbeTable) -> dict[str, Any]:
             for name, trained, untrained in zip(t.layers, t.trained, random, strict=True)
         },
         "p_values": t.p_values(),
+        "p_values_holm": t.p_values_holm(),
+        "p_family": sum(p is not None for p in t.p_values().values()),
     }
 
 
@@ -338,6 +340,8 @@ def _anatomy(a: Anatomy) -> dict[str, Any]:
         "chance": None if a.pixel_probe is None else a.pixel_probe.chance,
         "class_names": a.class_names or None,
         **_pick(a, "seconds settings cards"),
+        "probe_p_holm": a.probe_p_holm(),
+        "probe_family": sum(c.probe_p_value is not None for c in a.cards),
     }
 
 

@@ -35,6 +35,7 @@ The ``tensorboard`` package is an optional extra (``pip install "seethrough[tens
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import os
@@ -103,17 +104,21 @@ def check_logdir(logdir: str | os.PathLike[str]) -> Path:
 
     The ``tensorboard`` package must be installed, and the folder must not exist or be
     empty: a second set of events in one TensorBoard run folder would be shown mixed
-    with the first. Returns the folder as a path.
+    with the first. The folder must be creatable: a folder is created and removed in
+    its nearest existing parent (nothing is left behind). Returns the folder as a path.
 
     Raises
     ------
     SeethroughError
         The ``tensorboard`` package is missing (with the install command).
     InvalidOptionError
-        ``logdir`` is a file or a folder that holds files, or its parent cannot be
-        created.
+        ``logdir`` is empty, a file, a folder that holds files, or cannot be created.
     """
     _writer_class()
+    if not str(logdir).strip():
+        raise InvalidOptionError(
+            "the TensorBoard folder (--tensorboard) is empty; name a folder (e.g. runs/explain)"
+        )
     folder = Path(logdir)
     if folder.is_file():
         raise InvalidOptionError(
@@ -125,13 +130,23 @@ def check_logdir(logdir: str | os.PathLike[str]) -> Path:
             "these events with the ones there — give a new folder (one per run, e.g. "
             f"{str(folder)!r}-2) or remove it"
         )
+    _check_creatable(folder)
+    return folder
+
+
+def _check_creatable(folder: Path) -> None:
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not ancestor.is_dir():
+            raise NotADirectoryError(0, f"{ancestor} is a file, not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".seethrough-check-", dir=ancestor))
     except OSError as err:
         raise InvalidOptionError(
-            f"cannot create the TensorBoard folder {str(folder)!r}: {err.strerror or err}"
-        ) from err
-    return folder
+            f"cannot create the TensorBoard folder {str(folder)!r}: "
+            f"{(err.strerror or str(err)).rstrip('.')}; give another folder"
+        ) from None
 
 
 def write_events(content: ReportContent, logdir: str | os.PathLike[str]) -> Path:
@@ -163,12 +178,47 @@ def write_events(content: ReportContent, logdir: str | os.PathLike[str]) -> Path
         The ``tensorboard`` package is missing (with the install command).
     """
     data = content.data
-    if data.get("schema") != SCHEMA:
+    schema = data.get("schema") if isinstance(data, Mapping) else type(data).__name__
+    if schema != SCHEMA:
         raise InvalidInputError(
-            f"the report data has schema {data.get('schema')!r}; TensorBoard events are "
+            f"the report data has schema {schema!r}; TensorBoard events are "
             f"written from a {SCHEMA!r} report (ReportContent from seethrough's report job)"
         )
     folder = check_logdir(logdir)
+    created = _missing_parents(folder)
+    try:
+        _write_staged(content, folder)
+    except BaseException as err:
+        for parent in created:  # innermost first; only the ones this call made
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        if isinstance(err, OSError):
+            raise InvalidOptionError(
+                f"cannot write the TensorBoard folder {str(folder)!r}: "
+                f"{(err.strerror or str(err)).rstrip('.')}; give another folder"
+            ) from None
+        if isinstance(err, (KeyError, TypeError, ValueError)):
+            raise InvalidInputError(
+                f"the report data is not a valid {SCHEMA!r} report ({type(err).__name__}: "
+                f"{err}); write events from the ReportContent of seethrough's report job"
+            ) from err
+        raise
+    return folder
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The parents of ``folder`` that do not exist yet, innermost first."""
+    missing = []
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _write_staged(content: ReportContent, folder: Path) -> None:
+    """Write the events into a staging folder next to ``folder``, then rename it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".partial-{folder.name}-", dir=folder.parent))
     try:
         writer = summary_writer(staging)
@@ -182,7 +232,6 @@ def write_events(content: ReportContent, logdir: str | os.PathLike[str]) -> Path
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return folder
 
 
 def _write(writer: Any, content: ReportContent) -> None:
@@ -309,10 +358,13 @@ def _write_overlays(
 
 def _decode_png(png: bytes) -> np.ndarray:
     """PNG bytes as ``(H, W, 3)`` uint8 RGB, transparency composited over white."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(png)) as image:
-        rgba = image.convert("RGBA")
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            rgba = image.convert("RGBA")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"a figure is not a readable PNG ({err})") from err
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 

@@ -32,15 +32,19 @@ from .sanity import (
 from .similarity import constant_maps, hog_similarity, reduce_maps, spearman, ssim
 from .steps import GRANULARITIES, RandomizationStep, randomization_steps
 from .verdict import (
+    CASCADE_THRESHOLD,
     THRESHOLD,
     VERDICTS,
     ControlComparison,
     SanityVerdict,
+    cascade_verdict,
     compare_with_control,
+    holm_family,
     sanity_verdict,
 )
 
 __all__ = [
+    "CASCADE_THRESHOLD",
     "GRANULARITIES",
     "INITS",
     "METRICS",
@@ -59,6 +63,7 @@ __all__ = [
     "RoarResult",
     "Similarities",
     "SmoothMprtResult",
+    "cascade_verdict",
     "compare_with_control",
     "constant_maps",
     "data_randomization",
@@ -67,6 +72,7 @@ __all__ = [
     "efficient_mprt",
     "energy_pointing_game",
     "hog_similarity",
+    "holm_family",
     "method_label",
     "model_randomization",
     "pointing_game",

@@ -12,9 +12,15 @@ the evidence (:mod:`seethrough.words.findings`):
   not reproducible, too few images) is ``"hedged"`` and says why;
 * only a **passed** check is a ``"finding"``.
 
+A cascading model randomization is judged over the whole cascade (each image's mean
+similarity over the steps, :func:`~.verdict.cascade_verdict`); its sentences say so
+(``sanity.cascade.*``) and name how many steps were averaged.
+
 Faithfulness: a metric alone is ``"hedged"`` (a score means little without a random
 ranking to compare with); against the control (:class:`~.verdict.ControlComparison`),
-``"better"`` is a finding, ``"worse"`` unreliable, ``"indistinguishable"`` hedged.
+``"better"`` is a finding, ``"worse"`` unreliable, ``"indistinguishable"`` hedged — each
+decided on the paired t-test's p-value Holm-corrected over the comparisons made together
+(:func:`~.verdict.holm_family`), which the sentence states with the family's size.
 ROAR follows its own verdicts the same way. sMPRT and eMPRT have no threshold (their
 papers give none): their sentences are ``"note"``.
 
@@ -81,6 +87,7 @@ def verdict_finding(verdict: Any, evidence: str = "", mode: str = "cascading") -
         How a model randomization randomized (the sentence names what was randomized).
     """
     prefix = _TESTS[verdict.test]
+    cascade = getattr(verdict, "statistic", "step") == "cascade_mean"
     values: dict[str, str | int | float | Term] = {
         "method": method_term(verdict.method),
         "metric": _metric_term(verdict.metric),
@@ -98,8 +105,10 @@ def verdict_finding(verdict: Any, evidence: str = "", mode: str = "cascading") -
             outcome = _EDGE_KEYS.get(verdict.reason, "straddles")
         else:
             outcome = "straddles" if verdict.verdict == "inconclusive" else verdict.verdict
-        key = f"{prefix}.{outcome}"
+        key = f"sanity.cascade.{outcome}" if cascade else f"{prefix}.{outcome}"
         low, high = verdict.ci  # an interval: the reason is not "too_few"
+        if cascade:
+            values = {**values, "steps": verdict.steps}
         values = {
             **values,
             "step": verdict.step,
@@ -170,8 +179,9 @@ _COMPARISON_CLAIMS: dict[str, Claim] = {
 
 def describe_comparison(comparison: Any, lang: str = "en") -> Description:
     """:meth:`ControlComparison.describe`: better than the random ranking → a finding,
-    worse → not reliable for this model, indistinguishable → hedged; with the means,
-    the mean difference, its interval and n."""
+    worse → not reliable for this model, indistinguishable → hedged (each decided on the
+    Holm-corrected paired t-test); with the means, the mean difference, its interval, n,
+    and the corrected p-value with the size of its family."""
     _check_lang(lang)
     if comparison.ci is None:
         values = {
@@ -197,6 +207,9 @@ def describe_comparison(comparison: Any, lang: str = "en") -> Description:
             "high": high,
             "level": comparison.level,
             "n": comparison.n,
+            "p": comparison.p_holm if comparison.p_holm is not None else comparison.p_value,
+            "family": comparison.family,
+            "alpha": comparison.alpha,
         },
         "verdict",
         _COMPARISON_CLAIMS[comparison.verdict],

@@ -42,7 +42,15 @@ from ..words import Description
 from .randomize import Randomization, derived_seed
 from .similarity import RankedMaps, constant_maps, hog_similarity, reduce_maps, ssim
 from .steps import RandomizationStep, randomization_steps
-from .verdict import LEVEL, METRIC, THRESHOLD, SanityVerdict, sanity_verdict
+from .verdict import (
+    CASCADE_THRESHOLD,
+    LEVEL,
+    METRIC,
+    THRESHOLD,
+    SanityVerdict,
+    cascade_verdict,
+    sanity_verdict,
+)
 
 __all__ = [
     "METRICS",
@@ -150,12 +158,17 @@ class RandomizationResult:
         self,
         metric: str | None = None,
         step: int | str | None = None,
-        threshold: float = THRESHOLD,
+        threshold: float | None = None,
         *,
         level: float = LEVEL,
         seed: int = 0,
     ) -> tuple[SanityVerdict, ...]:
-        """Each method's :class:`~seethrough.trust.verdict.SanityVerdict` after one step.
+        """Each method's :class:`~seethrough.trust.verdict.SanityVerdict`: in cascading
+        mode, by default, over the whole cascade (each image's mean similarity over the
+        steps, :func:`~seethrough.trust.verdict.cascade_verdict`: a method whose maps
+        stay similar while the top layers are randomized fails, as guided backprop in
+        Adebayo et al.'s Fig. 2); after one step when ``step`` is given, and always in
+        independent mode.
 
         Parameters
         ----------
@@ -163,14 +176,33 @@ class RandomizationResult:
             One of :data:`METRICS`; default Spearman's ρ of the absolute maps, or the
             first measure computed when that one was not (``metrics=`` of the run).
         step : int or str, optional
-            The step's index or name; default the last one — the fully randomized model
-            in cascading mode (in independent mode: the input-side step randomized alone).
-        threshold, level, seed
+            Judge one step (its index or name) instead; in independent mode the default
+            is the last one (the input-side step randomized alone).
+        threshold : float, optional
+            Default :data:`~seethrough.trust.verdict.CASCADE_THRESHOLD` for the cascade,
+            :data:`~seethrough.trust.verdict.THRESHOLD` for one step.
+        level, seed
             As :func:`~seethrough.trust.verdict.sanity_verdict` (the rule and the
-            threshold's justification are in :mod:`seethrough.trust.verdict`).
+            thresholds' justification are in :mod:`seethrough.trust.verdict`).
         """
-        k = _step_index(self.steps, step)
         metric = _measured(self.similarities) if metric is None else metric
+        if step is None and self.mode == "cascading":
+            names = [s.name for s in self.steps]
+            return tuple(
+                cascade_verdict(
+                    s.values(metric),
+                    method=s.method,
+                    steps=names,
+                    metric=metric,
+                    threshold=CASCADE_THRESHOLD if threshold is None else threshold,
+                    self_check=s.self_check.get(metric),
+                    level=level,
+                    seed=seed,
+                )
+                for s in self.similarities
+            )
+        k = _step_index(self.steps, step)
+        threshold = THRESHOLD if threshold is None else threshold
         return tuple(
             sanity_verdict(
                 s.values(metric)[k],

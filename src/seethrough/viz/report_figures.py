@@ -25,7 +25,10 @@ from .heatmap import display_images, heat_values, scale_for_display
 
 __all__ = ["Curve", "input_png", "map_panel", "plot_curves", "png_bytes"]
 
-_FONT = 7
+_FONT = 8
+_BAR_FONT = 10
+"""Points of a map panel's colour-bar labels (about 12 px at :data:`_DPI`; the page may
+show a panel a little smaller than its pixel size)."""
 _DPI = 90
 
 Curve = tuple[Sequence[float], Sequence[float]]
@@ -86,6 +89,7 @@ def map_panel(
         display=explanation.display,
         context=context,
     )
+    figure.axes[-1].tick_params(labelsize=_BAR_FONT)  # the colour bar: legible at page size
     signed = explanation.display == "signed"
     return png_bytes(figure, dpi), ((-scale if signed else 0.0), scale)
 
@@ -105,7 +109,7 @@ def plot_curves(
     reference line; the labels in ``dashed`` (controls) are drawn dashed."""
     if not curves:
         raise InvalidOptionError("no curves to plot")
-    figure = Figure(figsize=(5.2, 3.0), layout="constrained")
+    figure = Figure(figsize=(6.0, 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.subplots()
     for label, (x, y) in curves.items():

@@ -18,6 +18,7 @@ How strongly a finding may be said follows the evidence (``claim``):
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "Term",
     "Value",
     "catalogue",
+    "fill",
     "render",
 ]
 
@@ -160,5 +162,67 @@ def render(finding: Finding, lang: str = "en") -> str:
         When the catalogue lacks the finding's key or the template names a value the
         finding does not have (a bug: a test checks every key in every language).
     """
+    return fill(catalogue(lang)[finding.key], finding.values, lang)
+
+
+def fill(template: str, values: Mapping[str, Value], lang: str = "en") -> str:
+    """``template`` (``str.format`` syntax, the ``{x:%}`` spec, :class:`Term` values)
+    filled with ``values`` in ``lang``: what :func:`render` does with a catalogue's
+    template, for texts that are not findings (a page's headings and notes).
+
+    In Chinese, the template's space next to a value is dropped when the value and the
+    text beside it are both Chinese characters (:func:`_close_gaps`).
+    """
     formatter = _Formatter(lang)
-    return formatter.vformat(formatter.words[finding.key], (), dict(finding.values))
+    values = dict(values)
+    pieces: list[tuple[str, bool]] = []  # (text, whether it is a value)
+    for literal, name, spec, conversion in formatter.parse(template):
+        if literal:
+            pieces.append((literal, False))
+        if name is not None:
+            value, _ = formatter.get_field(name, (), values)
+            value = formatter.convert_field(value, conversion)
+            pieces.append((formatter.format_field(value, spec or ""), True))
+    if lang in _UNSPACED:
+        pieces = _close_gaps(pieces)
+    return "".join(text for text, _ in pieces)
+
+
+_UNSPACED = ("zh",)
+"""Languages written without spaces between words (see :func:`_close_gaps`)."""
+
+_WIDE = re.compile(
+    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]"
+)
+"""CJK characters and CJK (full-width) punctuation."""
+
+
+def _wide(char: str) -> bool:
+    return _WIDE.fullmatch(char) is not None
+
+
+def _close_gaps(pieces: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Drop the template's space between a value and the text next to it when both sides
+    are Chinese characters (``梯度 解释`` → ``梯度解释``).
+
+    A Chinese template puts a space on each side of a value, since the value may be a
+    Latin name or a number (``Grad-CAM 解释``, ``前 10% 的像素``: Chinese technical text
+    keeps a space between Chinese and Latin or digits); when the value turns out to be
+    Chinese (a translated method name, 积分梯度), that space is wrong. Only the template's
+    own spaces are dropped, never a space inside a value (a user's label stays as given).
+    """
+    texts = [text for text, _ in pieces]
+    for i, (_, is_value) in enumerate(pieces):
+        value = texts[i]
+        if not is_value or not value:
+            continue
+        if i > 0 and not pieces[i - 1][1] and texts[i - 1].endswith(" "):
+            before = "".join(texts[:i])
+            if len(before) >= 2 and _wide(before[-2]) and _wide(value[0]):
+                texts[i - 1] = texts[i - 1][:-1]
+        if i + 1 < len(pieces) and not pieces[i + 1][1]:
+            after = texts[i + 1]
+            if after.startswith(" ") and len(after) >= 2 and _wide(value[-1]) and _wide(after[1]):
+                texts[i + 1] = after[1:]
+    return [(text, is_value) for text, (_, is_value) in zip(texts, pieces, strict=True)]

@@ -15,13 +15,13 @@ EN: dict[str, str] = {
 }
 
 ZH: dict[str, str] = {
-    "region.top-left": "左上",
-    "region.top": "上部中间",
-    "region.top-right": "右上",
+    "region.top-left": "左上角",
+    "region.top": "上方中部",
+    "region.top-right": "右上角",
     "region.left": "左侧中部",
     "region.centre": "中央",
     "region.right": "右侧中部",
-    "region.bottom-left": "左下",
-    "region.bottom": "下部中间",
-    "region.bottom-right": "右下",
+    "region.bottom-left": "左下角",
+    "region.bottom": "下方中部",
+    "region.bottom-right": "右下角",
 }

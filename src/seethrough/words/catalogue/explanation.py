@@ -26,42 +26,38 @@ EN: dict[str, str] = {
     ),
     "explanation.predicted": "The model's own top class is “{label}” (index {index}).",
     "explanation.predicted.unnamed": "The model's own top class is class {index}.",
-    # where the map lies; {hedge} says how far the method can be trusted here
+    # where the map lies, region first (what a reader asks); {hedge} says how far the
+    # method can be trusted here. "Total": the sum of the map's absolute values.
     "explanation.focus": (
-        "{hedge}the map is {degree}: the top {top_fraction:%} of pixels hold "
-        "{concentration:%} of its magnitude (an even map: {top_fraction:%}); the {region} "
-        "holds the largest share, {region_share:%} of the magnitude on {region_area:%} of "
-        "the image."
+        "{hedge}the map is strongest in the {region} ({region_share:%} of the map's total on "
+        "{region_area:%} of the image) and {degree}: the top {top_fraction:%} of pixels hold "
+        "{concentration:%} of the total ({top_fraction:%} if it were even)."
     ),
-    "explanation.hedge.passed": "The method passed its sanity check on this model, and ",
-    "explanation.hedge.unchecked": (
-        "Not sanity-checked on this model, so read this as a hypothesis: "
-    ),
-    "explanation.hedge.inconclusive": (
-        "The method's sanity check on this model was inconclusive, so read this as a hypothesis: "
-    ),
+    "explanation.hedge.passed": "Sanity check passed: ",
+    "explanation.hedge.unchecked": "Hypothesis (not sanity-checked on this model): ",
+    "explanation.hedge.inconclusive": "Hypothesis (sanity check inconclusive on this model): ",
     "explanation.degree.concentrated": "concentrated",
     "explanation.degree.moderate": "moderately concentrated",
     "explanation.degree.spread": "spread over the image",
     "explanation.unreliable": (
-        "{method} is not reliable for this model: it failed its sanity check (its maps do "
-        "not depend enough on what the model learned), so its map says nothing about this "
-        "image."
+        "{method} is not reliable for this model: it failed its sanity check (its maps barely "
+        "depend on what the model learned), so its map says nothing about this image."
     ),
     "explanation.focus.zero": "The map of {method} is zero everywhere: it points nowhere.",
     "explanation.focus.nonfinite": (
         "The map of {method} is not finite (NaN or infinite), so it points nowhere."
     ),
     # completeness (Sundararajan et al.): attributions add up to the score change
+    # completeness: the attributions of a path method add up to the score change
     "explanation.completeness.ok": (
-        "Completeness check: the attributions sum to {sum:.4g} and the score changed by "
-        "{difference:.4g} from the baseline, a relative error of {relative_error:.1%}, "
-        "within the tolerance the method's authors recommend."
+        "The attributions add up: they sum to {sum:.4g}, and the score changed by "
+        "{difference:.4g} from the baseline image (a relative error of {relative_error:.1%}, "
+        "within what the method's authors advise)."
     ),
     "explanation.completeness.off": (
-        "Completeness check: the attributions sum to {sum:.4g} but the score changed by "
-        "{difference:.4g} from the baseline, a relative error of {relative_error:.1%}, more "
-        "than the method's authors recommend: the map is not accurate; use more steps."
+        "The attributions do not add up: they sum to {sum:.4g}, but the score changed by "
+        "{difference:.4g} from the baseline image (a relative error of {relative_error:.1%}, "
+        "more than the method's authors advise), so the map is inaccurate: use more steps."
     ),
     # method names
     "method.gradient": "Gradient",
@@ -92,35 +88,38 @@ EN: dict[str, str] = {
 
 ZH: dict[str, str] = {
     "explanation.target": (
-        "{method} 解释的是类别“{label}”（索引 {index}），模型对它的得分为 {score:.3g}。"
+        "{method} 解释的是类别“{label}”（索引 {index}），模型对该类别的得分为 {score:.3g}。"
     ),
-    "explanation.target.unnamed": "{method} 解释的是类别 {index}，模型对它的得分为 {score:.3g}。",
-    "explanation.target.custom": "{method} 解释的是自定义目标，模型对它的得分为 {score:.3g}。",
+    "explanation.target.unnamed": (
+        "{method} 解释的是类别 {index}，模型对该类别的得分为 {score:.3g}。"
+    ),
+    "explanation.target.custom": "{method} 解释的是自定义目标，模型对该目标的得分为 {score:.3g}。",
     "explanation.target.image": (
-        "图像 {image}：{method} 解释的是类别“{label}”（索引 {index}），模型对它的得分为 "
+        "图像 {image}：{method} 解释的是类别“{label}”（索引 {index}），模型对该类别的得分为 "
         "{score:.3g}。"
     ),
     "explanation.target.unnamed.image": (
-        "图像 {image}：{method} 解释的是类别 {index}，模型对它的得分为 {score:.3g}。"
+        "图像 {image}：{method} 解释的是类别 {index}，模型对该类别的得分为 {score:.3g}。"
     ),
     "explanation.target.custom.image": (
-        "图像 {image}：{method} 解释的是自定义目标，模型对它的得分为 {score:.3g}。"
+        "图像 {image}：{method} 解释的是自定义目标，模型对该目标的得分为 {score:.3g}。"
     ),
-    "explanation.predicted": "模型自己给出的最高类别是“{label}”（索引 {index}）。",
-    "explanation.predicted.unnamed": "模型自己给出的最高类别是类别 {index}。",
+    "explanation.predicted": "模型自己判断最可能的类别是“{label}”（索引 {index}）。",
+    "explanation.predicted.unnamed": "模型自己判断最可能的类别是类别 {index}。",
+    # 先说位置（读者最关心的），再说集中程度；“总量”指解释图绝对值之和
     "explanation.focus": (
-        "{hedge}该图{degree}：前 {top_fraction:%} 的像素占其强度的 {concentration:%}"
-        "（均匀分布的图为 {top_fraction:%}）；占比最大的区域是{region}，"
-        "以图像 {region_area:%} 的面积占强度的 {region_share:%}。"
+        "{hedge}解释图在{region}最强（以图像 {region_area:%} 的面积占总量的 "
+        "{region_share:%}），{degree}：前 {top_fraction:%} 的像素占总量的 {concentration:%}"
+        "（若均匀分布则为 {top_fraction:%}）。"
     ),
-    "explanation.hedge.passed": "该方法在此模型上通过了合理性检验，",
-    "explanation.hedge.unchecked": "该方法未在此模型上做合理性检验，以下仅为假设：",
-    "explanation.hedge.inconclusive": "该方法在此模型上的合理性检验没有定论，以下仅为假设：",
+    "explanation.hedge.passed": "已通过合理性检验：",
+    "explanation.hedge.unchecked": "假设（未在此模型上做合理性检验）：",
+    "explanation.hedge.inconclusive": "假设（在此模型上的合理性检验无定论）：",
     "explanation.degree.concentrated": "分布集中",
     "explanation.degree.moderate": "分布较为集中",
     "explanation.degree.spread": "分散在整幅图像上",
     "explanation.unreliable": (
-        "{method} 对此模型不可靠：它没有通过合理性检验（其解释图对模型学到的内容依赖不足），"
+        "{method} 对此模型不可靠：它没有通过合理性检验（其解释图几乎不依赖模型学到的内容），"
         "因此它的解释图不能说明这幅图像的任何情况。"
     ),
     "explanation.focus.zero": "{method} 的解释图处处为零：它没有指向任何区域。",
@@ -128,12 +127,13 @@ ZH: dict[str, str] = {
         "{method} 的解释图含有非有限值（NaN 或无穷大），因此没有指向任何区域。"
     ),
     "explanation.completeness.ok": (
-        "完整性检验：归因之和为 {sum:.4g}，得分相对基线变化了 {difference:.4g}，相对误差为 "
-        "{relative_error:.1%}，在方法作者建议的容差之内。"
+        "归因之和与得分变化相符：归因之和为 {sum:.4g}，得分相对基线图像变化了 {difference:.4g}"
+        "（相对误差 {relative_error:.1%}，在方法作者建议的范围之内）。"
     ),
     "explanation.completeness.off": (
-        "完整性检验：归因之和为 {sum:.4g}，但得分相对基线变化了 {difference:.4g}，相对误差为 "
-        "{relative_error:.1%}，超出了方法作者建议的容差：解释图不准确，请增加步数。"
+        "归因之和与得分变化不符：归因之和为 {sum:.4g}，但得分相对基线图像变化了 "
+        "{difference:.4g}（相对误差 {relative_error:.1%}，超出方法作者建议的范围），"
+        "因此解释图不准确：请增加步数。"
     ),
     "method.gradient": "梯度",
     "method.gradient_x_input": "梯度 × 输入",

@@ -13,10 +13,11 @@ EN: dict[str, str] = {
     ),
     "predictions.siblings": (
         "The model is unsure between “{first}” ({first_probability:.1%}) and “{second}” "
-        "({second_probability:.1%}); WordNet files both under “{parent}”, so it confuses two "
-        "kinds of {parent}, not two unrelated things."
+        "({second_probability:.1%}), both a kind of “{parent}” in WordNet: it confuses close "
+        "relatives, not unrelated things."
     ),
-    "predictions.gloss": "WordNet: “{label}” is {gloss} (a kind of {chain}).",
+    # the chain of broader terms starts at the class itself: "tabby → domestic cat → cat"
+    "predictions.gloss": "WordNet: “{label}” is {gloss} ({label} → {chain}).",
     "predictions.gloss.root": "WordNet: “{label}” is {gloss}.",
     "predictions.wordnet_missing": (
         "WordNet was not found, so the classes are not described: install Debian's "
@@ -25,19 +26,22 @@ EN: dict[str, str] = {
 }
 
 ZH: dict[str, str] = {
-    "predictions.top": "模型给出的最高类别是“{label}”（索引 {index}），概率为 {probability:.1%}。",
-    "predictions.next": "其次：“{label}”（索引 {index}），概率为 {probability:.1%}。",
+    "predictions.top": (
+        "模型判断最可能的类别是“{label}”（索引 {index}），概率为 {probability:.1%}。"
+    ),
+    "predictions.next": "其次是“{label}”（索引 {index}），概率为 {probability:.1%}。",
     "predictions.close": (
         "模型在“{first}”（{first_probability:.1%}）与“{second}”（{second_probability:.1%}）"
-        "之间拿不准：第二名的概率至少是第一名的一半。"
+        "之间难以取舍：第二名的概率不低于第一名的一半。"
     ),
     "predictions.siblings": (
         "模型在“{first}”（{first_probability:.1%}）与“{second}”（{second_probability:.1%}）"
-        "之间拿不准；WordNet 把两者都归在“{parent}”之下，所以它混淆的是两种{parent}，"
-        "而不是两样无关的东西。"
+        "之间难以取舍；在 WordNet 中两者同属“{parent}”：模型混淆的是相近的类别，"
+        "而非毫不相干的事物。"
     ),
-    "predictions.gloss": "WordNet（英文释义）：“{label}”是 {gloss}（属于 {chain}）。",
-    "predictions.gloss.root": "WordNet（英文释义）：“{label}”是 {gloss}。",
+    # WordNet 只有英文：释义原样照录，上位概念链从该类别本身开始
+    "predictions.gloss": "WordNet 英文释义：“{label}”指 {gloss}（{label} → {chain}）。",
+    "predictions.gloss.root": "WordNet 英文释义：“{label}”指 {gloss}。",
     "predictions.wordnet_missing": (
         "未找到 WordNet，因此没有给出类别的释义：请安装 Debian 的 wordnet-base，"
         "或把 SEETHROUGH_WORDNET 设为包含 data.noun 的文件夹。"

@@ -11,7 +11,30 @@ EN: dict[str, str] = {
     "sanity.metric.hog": "correlation of HOG descriptors",
     "sanity.scope.cascading": "the network from the logits down to",
     "sanity.scope.independent": "only",
-    # model-parameter randomization (Adebayo et al., 2018)
+    # cascading model-parameter randomization, judged over the cascade (Adebayo et al.,
+    # 2018; the mean over steps: seethrough.trust.verdict)
+    "sanity.cascade.passed": (
+        "{method} passed the model randomization check: while the network was randomized "
+        "step by step from the logits down to {step}, its maps kept a mean similarity of "
+        "only {mean:.2f} [{low:.2f}, {high:.2f}] to the trained model's ({metric}, averaged "
+        "over the {steps} steps; {level:%} interval over {n} images), below the threshold "
+        "{threshold:g}: they depend on what the model learned."
+    ),
+    "sanity.cascade.failed": (
+        "{method} is not reliable for this model: while the network was randomized step by "
+        "step from the logits down to {step}, its maps kept a mean similarity of "
+        "{mean:.2f} [{low:.2f}, {high:.2f}] to the trained model's ({metric}, averaged over "
+        "the {steps} steps; {level:%} interval over {n} images), above the threshold "
+        "{threshold:g}: they change little when what the model learned is destroyed."
+    ),
+    "sanity.cascade.straddles": (
+        "The model randomization check of {method} is inconclusive: while the network was "
+        "randomized step by step from the logits down to {step}, its maps kept a mean "
+        "similarity of {mean:.2f} [{low:.2f}, {high:.2f}] to the trained model's ({metric}, "
+        "averaged over the {steps} steps; {level:%} interval over {n} images), which does "
+        "not clear the threshold {threshold:g}; more images would decide."
+    ),
+    # model-parameter randomization after one step (Adebayo et al., 2018)
     "sanity.model.passed": (
         "{method} passed the model randomization check: after randomizing {scope} "
         "{step}, its maps keep a mean similarity of only {mean:.2f} [{low:.2f}, {high:.2f}] "
@@ -22,7 +45,7 @@ EN: dict[str, str] = {
         "{method} is not reliable for this model: after randomizing {scope} "
         "{step}, its maps still have a mean similarity of {mean:.2f} [{low:.2f}, {high:.2f}] "
         "to the trained model's ({metric}; {level:%} interval over {n} images), above the "
-        "threshold {threshold:g}, so they do not show what the model learned."
+        "threshold {threshold:g}: they change little when what the model learned is destroyed."
     ),
     "sanity.model.straddles": (
         "The model randomization check of {method} is inconclusive: after randomizing "
@@ -50,7 +73,7 @@ EN: dict[str, str] = {
         "{method} is not reliable for this model: its maps for a model trained on random "
         "labels keep a mean similarity of {mean:.2f} [{low:.2f}, {high:.2f}] to the trained "
         "model's ({metric}; {level:%} interval over {n} images), above the threshold "
-        "{threshold:g}, so they do not show what the labels taught the model."
+        "{threshold:g}: they change little when the labels carry no information."
     ),
     "sanity.data.straddles": (
         "The data randomization check of {method} is inconclusive: the mean similarity of "
@@ -102,20 +125,23 @@ EN: dict[str, str] = {
         "compare with, this number alone does not say whether the map is faithful."
     ),
     "faithfulness.better": (
-        "{method} is more faithful than a random ranking by {metric}: {mean:.3g} against "
-        "{control_mean:.3g} for {control} ({direction}; mean difference {difference:.3g}, "
-        "{level:%} interval [{low:.3g}, {high:.3g}] over {n} images)."
+        "By {metric}, {method} ranks pixels better than a random ranking on these images: "
+        "{mean:.3g} against {control_mean:.3g} for {control} ({direction}; mean difference "
+        "{difference:.3g}, {level:%} interval [{low:.3g}, {high:.3g}] over {n} images; "
+        "paired t-test, Holm-corrected over {family} comparison(s): p = {p:.2g})."
     ),
     "faithfulness.worse": (
         "{method} is not reliable for this model by {metric}: it scores {mean:.3g} against "
         "{control_mean:.3g} for a random ranking ({control}), worse than random "
         "({direction}; mean difference {difference:.3g}, {level:%} interval "
-        "[{low:.3g}, {high:.3g}] over {n} images)."
+        "[{low:.3g}, {high:.3g}] over {n} images; paired t-test, Holm-corrected over "
+        "{family} comparison(s): p = {p:.2g})."
     ),
     "faithfulness.indistinguishable": (
-        "{method} is not distinguishable from a random ranking by {metric}: {mean:.3g} "
-        "against {control_mean:.3g} for {control} ({direction}; mean difference "
-        "{difference:.3g}, {level:%} interval [{low:.3g}, {high:.3g}] over {n} images)."
+        "{method} is not distinguishable from a random ranking by {metric} on {n} images: "
+        "{mean:.3g} against {control_mean:.3g} for {control} ({direction}; mean difference "
+        "{difference:.3g}, {level:%} interval [{low:.3g}, {high:.3g}]; paired t-test, "
+        "Holm-corrected over {family} comparison(s): p = {p:.2g}, not below α = {alpha:g})."
     ),
     "faithfulness.too_few": (
         "{n} image(s) with scores of both {method} and {control} are too few to compare "
@@ -137,7 +163,8 @@ EN: dict[str, str] = {
         "ROAR, {method}, {fraction:%} of the pixels removed: retrained on what is left, the "
         "model's accuracy is {difference:+.1%} against removing as many random pixels "
         "({level:%} interval [{low:+.1%}, {high:+.1%}], Holm-corrected p = {p:.2g}): "
-        "{method} finds what the model needs better than random."
+        "the pixels {method} ranks first carry more of what a retrained model needs than "
+        "random ones."
     ),
     "roar.worse": (
         "ROAR, {method}, {fraction:%} of the pixels removed: retrained on what is left, the "
@@ -160,6 +187,24 @@ ZH: dict[str, str] = {
     "sanity.metric.hog": "HOG 描述子的相关系数",
     "sanity.scope.cascading": "将网络从输出层起随机化至",
     "sanity.scope.independent": "仅随机化",
+    "sanity.cascade.passed": (
+        "{method} 通过了模型随机化检验：从输出层起逐步将网络随机化至 {step} 的过程中，其解释图"
+        "与训练模型解释图的平均相似度仅为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}，"
+        "对 {steps} 个步骤取平均；{n} 张图像上的 {level:%} 区间），低于阈值 {threshold:g}："
+        "解释图依赖于模型学到的内容。"
+    ),
+    "sanity.cascade.failed": (
+        "{method} 对该模型不可靠：从输出层起逐步将网络随机化至 {step} 的过程中，其解释图"
+        "与训练模型解释图的平均相似度仍为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}，"
+        "对 {steps} 个步骤取平均；{n} 张图像上的 {level:%} 区间），高于阈值 {threshold:g}："
+        "破坏模型学到的内容后，解释图变化很小。"
+    ),
+    "sanity.cascade.straddles": (
+        "{method} 的模型随机化检验没有定论：从输出层起逐步将网络随机化至 {step} 的过程中，"
+        "其解释图与训练模型解释图的平均相似度为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}，"
+        "对 {steps} 个步骤取平均；{n} 张图像上的 {level:%} 区间），未能明确落在阈值 "
+        "{threshold:g} 的一侧；需要更多图像才能判定。"
+    ),
     "sanity.model.passed": (
         "{method} 通过了模型随机化检验：{scope} {step} 后，其解释图与训练模型解释图的"
         "平均相似度仅为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}；{n} 张图像上的 "
@@ -168,7 +213,7 @@ ZH: dict[str, str] = {
     "sanity.model.failed": (
         "{method} 对该模型不可靠：{scope} {step} 后，其解释图与训练模型解释图的平均"
         "相似度仍为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}；{n} 张图像上的 "
-        "{level:%} 区间），高于阈值 {threshold:g}，因此它们并未反映模型学到的内容。"
+        "{level:%} 区间），高于阈值 {threshold:g}：破坏模型学到的内容后，解释图变化很小。"
     ),
     "sanity.model.straddles": (
         "{method} 的模型随机化检验没有定论：{scope} {step} 后，平均相似度 {mean:.2f} "
@@ -191,7 +236,7 @@ ZH: dict[str, str] = {
     "sanity.data.failed": (
         "{method} 对该模型不可靠：在随机标签上训练的模型的解释图与训练模型解释图的平均"
         "相似度仍为 {mean:.2f} [{low:.2f}, {high:.2f}]（{metric}；{n} 张图像上的 "
-        "{level:%} 区间），高于阈值 {threshold:g}，因此它们并未反映标签教给模型的内容。"
+        "{level:%} 区间），高于阈值 {threshold:g}：标签不含信息时，解释图变化很小。"
     ),
     "sanity.data.straddles": (
         "{method} 的数据随机化检验没有定论：随机标签模型与训练模型解释图的平均相似度 "
@@ -238,19 +283,22 @@ ZH: dict[str, str] = {
         "仅凭这个数字无法判断解释图是否忠实。"
     ),
     "faithfulness.better": (
-        "按 {metric}，{method} 比随机排序更忠实：{mean:.3g}，而 {control} 为 "
-        "{control_mean:.3g}（{direction}；平均差 {difference:.3g}，{n} 张图像上的 "
-        "{level:%} 区间 [{low:.3g}, {high:.3g}]）。"
+        "按 {metric}，在这些图像上 {method} 对像素的排序优于随机排序：{mean:.3g}，而 "
+        "{control} 为 {control_mean:.3g}（{direction}；平均差 {difference:.3g}，{n} 张图像上"
+        "的 {level:%} 区间 [{low:.3g}, {high:.3g}]；配对 t 检验，对 {family} 项比较做 Holm "
+        "校正后 p = {p:.2g}）。"
     ),
     "faithfulness.worse": (
         "按 {metric}，{method} 对该模型不可靠：它的得分为 {mean:.3g}，而随机排序"
         "（{control}）为 {control_mean:.3g}，比随机更差（{direction}；平均差 "
-        "{difference:.3g}，{n} 张图像上的 {level:%} 区间 [{low:.3g}, {high:.3g}]）。"
+        "{difference:.3g}，{n} 张图像上的 {level:%} 区间 [{low:.3g}, {high:.3g}]；配对 t 检验，"
+        "对 {family} 项比较做 Holm 校正后 p = {p:.2g}）。"
     ),
     "faithfulness.indistinguishable": (
-        "按 {metric}，{method} 与随机排序无法区分：{mean:.3g}，而 {control} 为 "
-        "{control_mean:.3g}（{direction}；平均差 {difference:.3g}，{n} 张图像上的 "
-        "{level:%} 区间 [{low:.3g}, {high:.3g}]）。"
+        "按 {metric}，在 {n} 张图像上 {method} 与随机排序无法区分：{mean:.3g}，而 {control} "
+        "为 {control_mean:.3g}（{direction}；平均差 {difference:.3g}，{level:%} 区间 "
+        "[{low:.3g}, {high:.3g}]；配对 t 检验，对 {family} 项比较做 Holm 校正后 p = {p:.2g}，"
+        "不低于 α = {alpha:g}）。"
     ),
     "faithfulness.too_few": (
         "同时具有 {method} 和 {control} 得分的图像只有 {n} 张，不足以按 {metric} 比较两者。"
@@ -267,7 +315,8 @@ ZH: dict[str, str] = {
     "roar.better": (
         "ROAR，{method}，移除 {fraction:%} 的像素：在剩余内容上重新训练后，模型准确率与"
         "移除同样多随机像素相比为 {difference:+.1%}（{level:%} 区间 [{low:+.1%}, "
-        "{high:+.1%}]，Holm 校正后 p = {p:.2g}）：{method} 比随机更能找到模型需要的内容。"
+        "{high:+.1%}]，Holm 校正后 p = {p:.2g}）：{method} 排在前面的像素比随机像素"
+        "包含更多重新训练的模型所需的信息。"
     ),
     "roar.worse": (
         "ROAR，{method}，移除 {fraction:%} 的像素：在剩余内容上重新训练后，模型准确率与"
