@@ -221,6 +221,9 @@ def test_sanity_page(
     summary = json.loads((out / "sanity.json").read_text(encoding="utf-8"))
     mean = summary["randomization"]["methods"]["gradient"]["spearman_abs"]["mean"][-1]
     assert f"gradient\t{mean:.3f}\t" in text  # the table's number is the JSON's
+    edge = summary["randomization"]["verdicts"]["edge_detector"]  # ignores the model: must fail
+    assert edge["verdict"] == "failed"
+    assert f"edge_detector\tfailed\t{edge['mean']:.3f}\t" in text
 
 
 def test_anatomy_page_with_a_hostile_concept_name(

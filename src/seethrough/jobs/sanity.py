@@ -123,7 +123,7 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         "steps (in order)": ", ".join(steps),
         "seed": run["seed"],
     }
-    tables = [_similarity_table(methods, steps), _edges_table(data)]
+    tables = [_verdict_table(run), _similarity_table(methods, steps), _edges_table(data)]
     pictures = [PageFigure(name, _figure_alt(data, name)) for name in figures]
     return render_job_page(
         f"seethrough sanity: {data['model']}",
@@ -134,6 +134,32 @@ def _page(data: dict[str, Any], figures: Sequence[str]) -> str:
         intro="Model-parameter randomization (Adebayo et al., 2018): the model's layers are "
         "re-initialised one step at a time and each method's map is compared to its map "
         "on the trained model.",
+    )
+
+
+def _verdict_table(run: dict[str, Any]) -> PageTable:
+    """Each method's sanity verdict with its interval (``RandomizationResult.verdicts``)."""
+    rows = [
+        [
+            name,
+            v["verdict"],
+            number(v["mean"]),
+            "–" if v["ci"] is None else f"[{number(v['ci'][0])}, {number(v['ci'][1])}]",
+            number(v["threshold"]),
+            v["n"],
+            v["reason"] or "",
+        ]
+        for name, v in run["verdicts"].items()
+    ]
+    return PageTable(
+        "verdicts",
+        "Verdict per method",
+        ["method", "verdict", "similarity", "95% interval", "threshold", "images", "why"],
+        rows,
+        note="Passed when the 95% interval (Student t, over the images) of the similarity lies "
+        "below the threshold, failed when above, inconclusive otherwise; in cascading mode "
+        "each image's similarity is averaged over all the steps (docs/report.md).",
+        numeric=(2, 3, 4, 5),
     )
 
 
