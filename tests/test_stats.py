@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from seethrough.core.stats import bonferroni, bootstrap_ci, holm, mean_ci, paired_test
+from seethrough.core.stats import (
+    bonferroni,
+    bootstrap_ci,
+    holm,
+    mean_ci,
+    paired_test,
+    t_interval,
+    t_test,
+)
 
 
 def test_holm_and_bonferroni_by_hand() -> None:
@@ -81,3 +89,22 @@ def test_bad_input_is_refused() -> None:
         bootstrap_ci(lambda a, b: 0.0, [1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(np.mean, [1.0, 2.0], level=1.5)
+
+
+def test_t_interval_and_t_test_by_hand_and_against_scipy() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0, np.nan])  # the NaN is left out
+    mean, ci, n = t_interval(values)
+    # mean 2.5, s = sqrt(5/3), t(0.975, 3) = 3.182446305...: half-width 2.0542603...
+    assert (mean, n) == (2.5, 4)
+    assert ci is not None
+    np.testing.assert_allclose(ci, (2.5 - 2.0542603, 2.5 + 2.0542603), rtol=1e-7)
+    np.testing.assert_allclose(
+        ci, sps.t.interval(0.95, 3, loc=2.5, scale=sps.sem(values[:4])), rtol=1e-12
+    )
+    assert t_interval([7.0]) == (7.0, None, 1)  # no interval from one value
+    assert t_interval([np.nan]) == (None, None, 0)
+    diffs = np.array([0.3, -0.1, 0.5, 0.2, 0.4])
+    p = t_test(diffs)
+    assert p is not None
+    np.testing.assert_allclose(p, sps.ttest_1samp(diffs, 0.0).pvalue, rtol=1e-12)
+    assert t_test(np.array([0.0, 0.0])) == 1.0 and t_test(np.array([1.0, 1.0])) == 0.0

@@ -17,11 +17,13 @@ distributions.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 __all__ = [
     "Interval",
@@ -30,6 +32,8 @@ __all__ = [
     "holm",
     "mean_ci",
     "paired_test",
+    "t_interval",
+    "t_test",
 ]
 
 RESAMPLES = 10_000
@@ -182,3 +186,51 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
+
+
+def t_interval(
+    values: Any, level: float = 0.95
+) -> tuple[float | None, tuple[float, float] | None, int]:
+    """Mean, Student-t interval and n of the finite ``values``.
+
+    Used where n is small (a sanity check on 3–6 images), where a percentile bootstrap is
+    too narrow: on 2,000 seeded draws of n = 4 normal values it covered the true mean 80 %
+    of the time, this interval 94.8 % (``tests/test_describe_trust.py``).
+
+    ``mean ± t_{(1+level)/2}(n − 1) · s / √n`` with ``s`` the sample standard deviation
+    (ddof = 1); valid for small n when the values are roughly normal. NaN and infinite
+    values are left out.
+
+    Returns
+    -------
+    mean : float or None
+        None when no value is finite.
+    ci : tuple of float, or None
+        None for fewer than two values (no interval); ``(mean, mean)`` when all are equal.
+    n : int
+        Finite values used.
+    """
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = array[np.isfinite(array)]
+    n = len(finite)
+    if n == 0:
+        return None, None, 0
+    mean = float(finite.mean())
+    if n < 2:
+        return mean, None, n
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(finite.std(ddof=1)) / math.sqrt(n)
+    return mean, (mean - half, mean + half), n
+
+
+def t_test(values: np.ndarray) -> float | None:
+    """Two-sided one-sample t-test p-value that the mean of ``values`` is zero (None for
+    fewer than two; 0 or 1 when every value is the same)."""
+    finite = values[np.isfinite(values)]
+    n = len(finite)
+    if n < 2:
+        return None
+    mean, sd = float(finite.mean()), float(finite.std(ddof=1))
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    t = mean / (sd / math.sqrt(n))
+    return float(2 * stats.t.sf(abs(t), n - 1))

@@ -76,10 +76,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
-from ..core.stats import holm
+from ..core.stats import holm, t_interval, t_test
 from ..errors import InvalidInputError, InvalidOptionError
 from ..words import Description
 from .describe import describe_comparison
@@ -98,7 +97,6 @@ __all__ = [
     "compare_with_control",
     "holm_family",
     "sanity_verdict",
-    "t_interval",
 ]
 
 Verdict = Literal["passed", "failed", "inconclusive"]
@@ -189,50 +187,6 @@ def _check_threshold(threshold: float, level: float) -> None:
         raise InvalidOptionError(f"threshold must be a finite number, got {threshold!r}")
     if not 0 < level < 1:
         raise InvalidOptionError(f"level must lie in (0, 1), got {level!r}")
-
-
-def t_interval(
-    values: Tensor | Sequence[float] | np.ndarray, level: float = LEVEL
-) -> tuple[float | None, tuple[float, float] | None, int]:
-    """Mean, Student-t interval and n of the finite ``values`` (module docstring).
-
-    ``mean ± t_{(1+level)/2}(n − 1) · s / √n`` with ``s`` the sample standard deviation
-    (ddof = 1); valid for small n when the values are roughly normal. NaN and infinite
-    values are left out.
-
-    Returns
-    -------
-    mean : float or None
-        None when no value is finite.
-    ci : tuple of float, or None
-        None for fewer than two values (no interval); ``(mean, mean)`` when all are equal.
-    n : int
-        Finite values used.
-    """
-    array = np.asarray(torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy())
-    finite = array[np.isfinite(array)]
-    n = len(finite)
-    if n == 0:
-        return None, None, 0
-    mean = float(finite.mean())
-    if n < 2:
-        return mean, None, n
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(finite.std(ddof=1)) / math.sqrt(n)
-    return mean, (mean - half, mean + half), n
-
-
-def _t_test(values: np.ndarray) -> float | None:
-    """Two-sided one-sample t-test p-value that the mean of ``values`` is zero (None for
-    fewer than two; 0 or 1 when every value is the same)."""
-    finite = values[np.isfinite(values)]
-    n = len(finite)
-    if n < 2:
-        return None
-    mean, sd = float(finite.mean()), float(finite.std(ddof=1))
-    if sd == 0.0:
-        return 1.0 if mean == 0.0 else 0.0
-    t = mean / (sd / math.sqrt(n))
-    return float(2 * stats.t.sf(abs(t), n - 1))
 
 
 def _decide(
@@ -536,7 +490,7 @@ def compare_with_control(
     both = np.isfinite(a) & np.isfinite(b)
     diff = a[both] - b[both]
     mean, ci, n = t_interval(diff, level)
-    p = _t_test(diff)
+    p = t_test(diff)
     return ControlComparison(
         metric=result.metric,
         method=result.method,
