@@ -578,33 +578,15 @@ class _Builder:
         if not pairs:
             return []
         most, least = max(pairs), min(pairs)
-        found = [
-            Finding(
-                "report.agreement.most",
-                {
-                    "first": method_term(most[1]),
-                    "second": method_term(most[2]),
-                    "rho": most[0],
-                    "n": a.n,
-                },
-                "agreement",
-                "note",
-            )
-        ]
+
+        def finding(key: str, pair: tuple[float, str, str]) -> Finding:
+            rho, first, second = pair
+            values = {"first": method_term(first), "second": method_term(second)}
+            return Finding(key, {**values, "rho": rho, "n": a.n}, "agreement", "note")
+
+        found = [finding("report.agreement.most", most)]
         if least != most:
-            found.append(
-                Finding(
-                    "report.agreement.least",
-                    {
-                        "first": method_term(least[1]),
-                        "second": method_term(least[2]),
-                        "rho": least[0],
-                        "n": a.n,
-                    },
-                    "agreement",
-                    "note",
-                )
-            )
+            found.append(finding("report.agreement.least", least))
         return found
 
 
