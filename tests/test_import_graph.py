@@ -25,7 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "models",
         "core",
         "attribution",
-        "trust inside anatomy",
+        "trust inside anatomy robust decompose",
         "viz",
         "reporting",
         "jobs tensorboard",
