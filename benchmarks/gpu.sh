@@ -44,4 +44,19 @@ log "activation maximization vs Lucent (one channel, 16-channel atlas)"
 timeout 120 python3 benchmarks/bench_maximize.py --device cuda --json "$out/bench-maximize-cuda.json" \
     2>&1 | tail -20
 
+log "LRP vs Zennit and the forward+backward roofline (batch 32)"
+timeout 120 python3 benchmarks/bench_lrp.py --device cuda --batch 32 --repeats 10 \
+    --json "$out/bench-lrp-cuda.json" 2>&1 | tail -20
+
+log "DeepLIFT vs Captum"
+timeout 90 python3 benchmarks/bench_deeplift.py --device cuda --batch 16,64 \
+    --json "$out/bench-deeplift-cuda.json" 2>&1 | tail -20
+
+log "concept relevance vs zennit-crp"
+timeout 60 python3 benchmarks/bench_concepts.py --device cuda 2>&1 | tail -10
+
+log "PGD vs torchattacks"
+timeout 120 python3 benchmarks/bench_attacks.py --device cuda --repeats 5 \
+    --json "$out/bench-attacks-cuda.json" 2>&1 | tail -20
+
 log "done"

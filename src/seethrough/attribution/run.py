@@ -14,10 +14,10 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ..core.budget import Budget, Progress
 from ..core.passes import Chunk, backward_chunks, forward_scores
-from ..core.rules import RectifierRule
 from ..core.targets import Target
 from ..errors import NonFiniteError, one_of
 
@@ -132,6 +132,8 @@ class PassContext:
         self.seed = seed
         self.budget = Budget(batch_size, device, on_rows=self._advance, layout=layout)
         self.nonfinite = nonfinite
+        # the LoadedModel's preprocessing (mean/std), when the call has one: LRP's box bounds
+        self.input_transform: object = None
         self.method = ""  # the method being run, for messages
         self.shared: CleanPass | None = None
         self._planned = 1
@@ -304,7 +306,7 @@ class PassContext:
         self,
         x: Tensor,
         target: Target,
-        rule: RectifierRule | None = None,
+        rule: TorchFunctionMode | None = None,
         rows: Callable[[int, int], Tensor] | None = None,
         total: int | None = None,
         consume: Callable[[Chunk], None] | None = None,

@@ -6,9 +6,9 @@ without a traceback and without leaving a partial output folder. Ctrl-C exits wi
 user's model) and keeps its traceback.
 
 The commands live one family per module (``explain``, ``sanity``, ``listing``,
-``features``, ``anatomy``, ``report``) and share their options through ``_shared``; this module
-holds the group and registers them. No module here imports torch at import time, so
-``seethrough --help`` is instant.
+``features``, ``anatomy``, ``report``, ``robust``, ``decompose``) and share their options through
+``_shared``; this module holds the group and registers them. No module here imports torch
+at import time, so ``seethrough --help`` is instant.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ import click
 from .._version import __version__
 from ..errors import SeethroughError
 from .anatomy import anatomy_command
+from .decompose import decompose_group
 from .explain import explain_command
 from .features import features
 from .listing import layers_command, methods_command
 from .report import report_command
+from .robust import robust_group
 from .sanity import sanity_command
 
 __all__ = ["cli", "main"]
@@ -58,6 +60,8 @@ for _command in (
     features,
     anatomy_command,
     report_command,
+    robust_group,
+    decompose_group,
 ):
     cli.add_command(_command)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +33,17 @@ class MethodChoice:
     layer: str | None
     settings: tuple[str, ...]
 
-    def resolve(self) -> Chosen:
-        """The configured methods and the target, checked before anything is loaded."""
+    def resolve(self, given: Mapping[str, Mapping[str, Any]] | None = None) -> Chosen:
+        """The configured methods and the target, checked before anything is loaded.
+        ``given``: options the command supplies itself, per method name (used for the
+        chosen methods only; they replace ``--set``'s)."""
         from ..attribution import make_method
 
         names = method_names(self.methods)
         options = method_options(self.settings, names, self.layer)
+        for name, extra in (given or {}).items():
+            if name in options:
+                options[name].update(extra)
         methods = tuple(make_method(n, **options[n]) for n in names)
         return Chosen(methods, options, target(self.target), layer_names(self.layer))
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import LayerError
 from .budget import Budget
 from .hooks import HookSet, LayerCapture
-from .rules import RectifierRule
 from .targets import Target, logits_of
 
 __all__ = ["Chunk", "backward_chunks", "forward_logits", "forward_scores"]
@@ -98,7 +98,7 @@ def backward_chunks(
     *,
     input_grad: bool = True,
     layer: tuple[str, nn.Module] | None = None,
-    rule: RectifierRule | None = None,
+    rule: TorchFunctionMode | None = None,
 ) -> None:
     """One forward and one backward pass per chunk; ``consume`` gets each :class:`Chunk`.
 

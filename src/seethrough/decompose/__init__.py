@@ -5,4 +5,17 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .circuit import ABLATIONS, Circuit, CircuitOverlap, CircuitScore, circuit, circuit_overlap
+from .concepts import RANKS, ConceptRelevance, concepts
+
+__all__: list[str] = [
+    "ABLATIONS",
+    "RANKS",
+    "Circuit",
+    "CircuitOverlap",
+    "CircuitScore",
+    "ConceptRelevance",
+    "circuit",
+    "circuit_overlap",
+    "concepts",
+]

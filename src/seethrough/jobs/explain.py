@@ -45,7 +45,9 @@ from ..viz import plot, save_figure
 
 __all__ = [
     "FAST_PASSES",
+    "REFERENCES_LIMIT",
     "ExplainResult",
+    "load_references",
     "method_notes",
     "method_summary",
     "run_explain",
@@ -105,6 +107,22 @@ def method_notes(ex: Explanation, row: int) -> list[str]:
             f"{ex.method}: attributions add up to the score difference from the baseline within "
             f"{100 * rel:.2g}% (completeness, {int(ex.path_points[row])} path points)"  # type: ignore[attr-defined]
         )
+    if hasattr(ex, "relative_summation_error"):  # DeepLIFT, DeepSHAP
+        rel = float(ex.relative_summation_error[row])
+        count = len(ex.references)  # type: ignore[attr-defined]
+        against = (
+            f"the mean over {count} references" if ex.method == "deepshap" else "its reference"
+        )
+        notes.append(
+            f"{ex.method}: attributions add up to the score difference from {against} "
+            f"within {100 * rel:.2g}% (summation to delta)"
+        )
+    if hasattr(ex, "conservation"):  # LRP
+        kept = float(ex.conservation[row])
+        notes.append(
+            f"{ex.method}: the input relevance adds up to {kept:.3g} × the score "
+            f"(composite {ex.composite}; biases and stabilisers take the rest)"  # type: ignore[attr-defined]
+        )
     if hasattr(ex, "layer"):
         size = tuple(ex.attributions.shape[2:])
         if size == tuple(ex.inputs.shape[2:]):
@@ -148,6 +166,7 @@ def run_explain(
     force: bool = False,
     progress: JobProgress | None = None,
     nonfinite: NonFiniteMode = "raise",
+    references: str | None = None,
 ) -> ExplainResult:
     """Explain ``images`` with each of ``methods`` and write the results into ``out``.
 
@@ -164,7 +183,9 @@ def run_explain(
     then with ``"figures"`` as the figures are drawn. ``nonfinite`` is
     :func:`~seethrough.attribution.explain`'s: ``"raise"`` stops before anything is
     published; ``"warn"`` marks the rows (``summary.json``: ``null`` scores with a
-    ``"nonfinite"`` flag, ``nonfinite_rows`` per method).
+    ``"nonfinite"`` flag, ``nonfinite_rows`` per method). ``references``: what the
+    reference images of DeepSHAP or expected gradients are, in words (from
+    :func:`load_references`), for the page and ``summary.json``.
     """
     if not images:
         raise InvalidOptionError("no images to explain")
@@ -174,6 +195,7 @@ def run_explain(
         device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
         x = net.preprocess(list(images), device=device)
         report = _Report(staging, net, images, x, _top_predictions(net, x), methods, seed)
+        report.references = references
         finished: dict[str, Explanation] = {}
         files: tuple[str, ...] = ()
         for step in schedule(methods):
@@ -242,6 +264,7 @@ class _Report:
         self.predictions, self.methods, self.seed = predictions, methods, seed
         self.stems = file_stems([im.name for im in images], "image")
         self.files = sorted([*(f"{s}.png" for s in self.stems), TENSORS, SUMMARY, INDEX])
+        self.references: str | None = None
 
     def write(
         self,
@@ -257,6 +280,8 @@ class _Report:
         _write_tensors(self.staging / TENSORS, self.x, explanations)
         summary = _summary(self.images, self.predictions, explanations, self.net)
         summary["seed"] = self.seed
+        if self.references is not None:
+            summary["references"] = self.references
         summary["pending"] = [] if stopped else pending
         summary["not_run"] = pending if stopped else []
         summary["files"] = self.files
@@ -268,6 +293,7 @@ class _Report:
             "preprocessing": self.net.preprocess.describe(),
             "methods": ", ".join(ex.method for ex in explanations),
             "seed": self.seed,
+            **({"references": self.references} if self.references is not None else {}),
             "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
         }
         method_info = [
@@ -346,8 +372,11 @@ def _summary(
                 "target_name": names[r],
                 "score": ex.scores[r],
             }
-            if hasattr(ex, "relative_completeness_error"):
-                row["relative_completeness_error"] = ex.relative_completeness_error[r]
+            for check in ("relative_completeness_error", "relative_summation_error"):
+                if hasattr(ex, check):
+                    row[check] = getattr(ex, check)[r]
+            if hasattr(ex, "conservation"):  # LRP: Σ relevance / score
+                row["conservation"] = ex.conservation[r]
             rows.append(row)
         entry: dict[str, Any] = {
             "method": ex.method,
@@ -356,7 +385,7 @@ def _summary(
             "seconds": ex.seconds,
             "rows": rows,
         }
-        for key in ("layer", "rule_applications"):
+        for key in ("layer", "rule_applications", "composite", "rules", "rewritten"):
             if hasattr(ex, key):
                 entry[key] = getattr(ex, key)
         if ex.nonfinite_rows:
@@ -382,3 +411,64 @@ def method_summary(cls: type[Method]) -> str:
     """The first paragraph of a method's docstring, as one line."""
     paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
     return " ".join(paragraph.split())
+
+
+REFERENCES_LIMIT = 100
+"""Images taken from a Fashion-MNIST split as references (SHAP suggests about 100)."""
+_FASHION = "fashion-mnist"
+
+
+def load_references(
+    net: LoadedModel, source: str | None = None, limit: int = REFERENCES_LIMIT
+) -> tuple[Tensor, str]:
+    """The reference batch ``(K, C, H, W)`` of DeepSHAP (or expected gradients) as the
+    model takes it, on its device, and what it is in words.
+
+    ``source``: ``None`` — every bundled sample photo (:data:`~seethrough.data.SAMPLES`)
+    through the model's preprocessing, a fixed set that does not depend on the images
+    explained; ``"fashion-mnist"`` or ``"fashion-mnist:train"`` / ``":test"`` — the first
+    ``limit`` images of that split (the Fashion-MNIST CNN's preprocessing only); else an
+    image file or a folder (searched recursively) — all its images.
+
+    Raises
+    ------
+    InvalidOptionError
+        A Fashion-MNIST split for a model with another preprocessing, an unknown split.
+    ImageError
+        No image at ``source``, or one that cannot be read.
+    """
+    from ..data import SAMPLES, load_images
+
+    device = next((p.device for p in net.module.parameters()), torch.device("cpu"))
+    name, _, split = (source or "").partition(":")
+    if source is None:
+        images = load_images([f"sample:{s}" for s in SAMPLES])
+        said = f"the {len(images)} bundled sample photos"
+    elif name == _FASHION:
+        return _fashion_references(net, source, split or "train", limit, device)
+    else:
+        images = load_images(source, recursive=True)  # none there: ImageError
+        said = f"{len(images)} images from {source}"
+    return net.preprocess(images, device=device), said
+
+
+def _fashion_references(
+    net: LoadedModel, source: str, split: str, limit: int, device: torch.device
+) -> tuple[Tensor, str]:
+    from ..data.fashion_mnist import load_fashion_mnist
+    from ..models.zoo import FASHION_CNN_PREPROCESS
+
+    if split not in ("train", "test"):
+        raise InvalidOptionError(
+            f"--references {source!r}: unknown split {split!r} (valid: {_FASHION}:train, "
+            f"{_FASHION}:test)"
+        )
+    if net.preprocess != FASHION_CNN_PREPROCESS:
+        raise InvalidOptionError(
+            f"--references {source!r} holds 28×28 grayscale images normalised for the "
+            f"Fashion-MNIST CNN, but {net.name} takes {net.preprocess.describe()}; give a "
+            "folder of images instead"
+        )
+    found = load_fashion_mnist(split)
+    inputs = found.inputs(0, limit).to(device)
+    return inputs, f"the first {len(inputs)} images of {_FASHION}:{split}"

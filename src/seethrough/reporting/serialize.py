@@ -48,6 +48,7 @@ from ..anatomy import (
     TcavResult,
 )
 from ..attribution import Explanation, PathExplanation
+from ..decompose import Circuit, ConceptRelevance
 from ..inside import (
     DreamResult,
     FeatureMaps,
@@ -59,6 +60,7 @@ from ..inside import (
     TopExamples,
     Visualization,
 )
+from ..robust import AttackResult, RobustnessReport
 from ..trust import (
     METRICS,
     ComparisonResult,
@@ -539,6 +541,11 @@ LAYOUTS: dict[type, Layout] = {
     MetricResult: _metric,  # and its subclasses (ROAD, infidelity, localisation, …)
     RoarResult: roar_record,
     SmoothMprtResult: _smooth_mprt,
+    AttackResult: lambda r: _without(r, "adversarial"),  # the images: a job writes them as files
+    RobustnessReport: lambda r: {**_fields(r), "masking_suspected": r.masking_suspected},
+    # the images and maps: a job writes them as tensors; the model and fills: not JSON
+    ConceptRelevance: lambda r: _without(r, "inputs", "heatmaps", "heatmap", "input_transform"),
+    Circuit: lambda r: _without(r, "module", "fills"),
 }
 """Result type → the mapping its JSON object is made of (a subclass: its nearest listed base's;
 types not listed: their fields)."""

@@ -3,4 +3,27 @@ gradient masking, and (next) adversarially trained and gradient-regularised mode
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .attacks import EPS_SPACES, NORMS, AttackResult, AttackSettings, fgsm, pgd
+from .evaluate import (
+    CHECKS,
+    EvaluationSettings,
+    GradientMaskingWarning,
+    MaskingCheck,
+    RobustnessReport,
+    evaluate,
+)
+
+__all__: list[str] = [
+    "CHECKS",
+    "EPS_SPACES",
+    "NORMS",
+    "AttackResult",
+    "AttackSettings",
+    "EvaluationSettings",
+    "GradientMaskingWarning",
+    "MaskingCheck",
+    "RobustnessReport",
+    "evaluate",
+    "fgsm",
+    "pgd",
+]

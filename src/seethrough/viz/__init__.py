@@ -1,6 +1,8 @@
 """Heatmaps, overlays and grids. All display normalisation happens here."""
 
 from .anatomy import plot_anatomy, plot_card
+from .concept_links import plot_concept_links
+from .decompose import plot_circuit, plot_circuit_overlap, plot_concepts
 from .grid import plot, save_figure
 from .heatmap import colorize, display_images, heat_values, overlay, scale_for_display
 from .inside import (
@@ -12,6 +14,7 @@ from .inside import (
     plot_traces,
     plot_visualization,
 )
+from .robust import perturbation_display, plot_adversarial, plot_robust_accuracy
 from .sanity import plot_randomization_grid, plot_similarity_curves
 
 __all__ = [
@@ -19,14 +22,21 @@ __all__ = [
     "display_images",
     "heat_values",
     "overlay",
+    "perturbation_display",
     "plot",
+    "plot_adversarial",
     "plot_anatomy",
     "plot_card",
+    "plot_circuit",
+    "plot_circuit_overlap",
+    "plot_concept_links",
+    "plot_concepts",
     "plot_dream",
     "plot_feature_maps",
     "plot_filters",
     "plot_inversion",
     "plot_randomization_grid",
+    "plot_robust_accuracy",
     "plot_similarity_curves",
     "plot_top_examples",
     "plot_traces",

@@ -11,12 +11,23 @@ from types import ModuleType
 
 from . import anatomy as _anatomy
 from . import common, explanation, predictions
+from . import decompose as _decompose
 from . import report as _report
+from . import robust as _robust
 from . import trust as _trust
 
 __all__ = ["CATALOGUES"]
 
-_SUBJECTS: tuple[ModuleType, ...] = (common, explanation, predictions, _report, _trust, _anatomy)
+_SUBJECTS: tuple[ModuleType, ...] = (
+    common,
+    explanation,
+    predictions,
+    _report,
+    _trust,
+    _anatomy,
+    _decompose,
+    _robust,
+)
 
 
 def _merge(name: str) -> Mapping[str, str]:
