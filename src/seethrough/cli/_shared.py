@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, suggest
 
 if TYPE_CHECKING:
     from click.termui import ProgressBar
@@ -422,3 +422,28 @@ def progress_bars(enabled: bool) -> Iterator[JobProgress | None]:
         bars.close()
         raise
     bars.finish()
+
+
+class NamedChoice(click.Choice):
+    """A choice whose error names close matches (``--norm lnf``: did you mean 'linf'?)."""
+
+    def __init__(self, what: str, choices: Sequence[str]) -> None:
+        super().__init__(choices)
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        valid = [str(c) for c in self.choices]
+        if not (isinstance(value, str) and value.lower() in valid):
+            hint = suggest(str(value), valid)
+            self.fail(
+                f"unknown {self.what} {value!r}{hint} (valid: {', '.join(valid)})", param, ctx
+            )
+        return value.lower()
+
+
+def named_option(name: str, what: str, values: Sequence[str], text: str) -> Any:
+    """``--name`` choosing among ``values`` (the first is the default), case-insensitive,
+    with close matches named in the error."""
+    return click.option(
+        name, type=NamedChoice(what, values), default=values[0], show_default=True, help=text
+    )

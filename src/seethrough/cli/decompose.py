@@ -5,13 +5,13 @@ decisions (the work is in :mod:`seethrough.jobs.decompose` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import InvalidOptionError, suggest
+from ..errors import InvalidOptionError
 from ._methods import target as parse_target_text
 from ._shared import (
     ImageChoice,
@@ -24,6 +24,7 @@ from ._shared import (
     load_inputs,
     load_net,
     model_options,
+    named_option,
     output_options,
     run_job,
     seed_option,
@@ -50,29 +51,6 @@ ABLATIONS: tuple[str, ...] = ("mean", "zero")
 DEFAULT_LAYERS = {"efficientnet-lite0": "_blocks.12"}
 STEPS = 64  # jobs.decompose.STEPS
 FASHION = "fashion-mnist"
-
-
-class _Named(click.Choice):
-    """A choice whose error names close matches (``--composite epsilon_plus_flt``)."""
-
-    def __init__(self, what: str, choices: Sequence[str]) -> None:
-        super().__init__(choices)
-        self.what = what
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        valid = [str(c) for c in self.choices]
-        if not (isinstance(value, str) and value.lower() in valid):
-            hint = suggest(str(value), valid)
-            self.fail(
-                f"unknown {self.what} {value!r}{hint} (valid: {', '.join(valid)})", param, ctx
-            )
-        return value.lower()
-
-
-def _named_option(name: str, what: str, values: Sequence[str], text: str) -> Any:
-    return click.option(
-        name, type=_Named(what, values), default=values[0], show_default=True, help=text
-    )
 
 
 def _check_data(data: str, subject: str) -> None:
@@ -110,10 +88,10 @@ def decompose_group() -> None:
     help="'predicted' (default), a class index or name, 'top3', or one per image separated "
     "by commas.",
 )
-@_named_option(
+@named_option(
     "--rank", "rank", RANKS, "Top channels by signed relevance (for the class) or magnitude."
 )
-@_named_option("--composite", "composite", COMPOSITES, "The LRP rules (see 'docs/lrp.md').")
+@named_option("--composite", "composite", COMPOSITES, "The LRP rules (see 'docs/lrp.md').")
 @click.option(
     "--data",
     default=None,
@@ -243,7 +221,7 @@ def _concept_notes(done: ConceptsJobResult) -> Iterator[str]:
     help="Comma-separated layers whose channels form the circuit (default: the last "
     "spatial feature map; pool2 for the Fashion-MNIST CNN).",
 )
-@_named_option("--ablation", "ablation", ABLATIONS, "Dropped channels: their mean, or zero.")
+@named_option("--ablation", "ablation", ABLATIONS, "Dropped channels: their mean, or zero.")
 @click.option(
     "--held-out",
     default=0.5,

@@ -5,14 +5,14 @@ accuracy with the checks for gradient masking (the work is in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import InvalidOptionError, suggest
+from ..errors import InvalidOptionError
 from ._shared import (
     ImageChoice,
     ModelChoice,
@@ -25,6 +25,7 @@ from ._shared import (
     load_inputs,
     load_net,
     model_options,
+    named_option,
     output_options,
     resolve_device,
     run_job,
@@ -44,29 +45,6 @@ __all__ = ["ATTACKS", "EPS_SPACES", "NORMS", "parse_eps", "robust_group"]
 ATTACKS: tuple[str, ...] = ("pgd", "fgsm")
 NORMS: tuple[str, ...] = ("linf", "l2")
 EPS_SPACES: tuple[str, ...] = ("pixels", "input")
-
-
-class _Named(click.Choice):
-    """A choice whose error names close matches (``--norm lnf``: did you mean 'linf'?)."""
-
-    def __init__(self, what: str, choices: Sequence[str]) -> None:
-        super().__init__(choices)
-        self.what = what
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        valid = [str(c) for c in self.choices]
-        if not (isinstance(value, str) and value.lower() in valid):
-            hint = suggest(str(value), valid)
-            self.fail(
-                f"unknown {self.what} {value!r}{hint} (valid: {', '.join(valid)})", param, ctx
-            )
-        return value.lower()
-
-
-def _named_option(name: str, what: str, values: Sequence[str], text: str) -> Any:
-    return click.option(
-        name, type=_Named(what, values), default=values[0], show_default=True, help=text
-    )
 
 
 def parse_eps(text: str, flag: str = "--eps") -> tuple[float, ...]:
@@ -115,20 +93,20 @@ def robust_group() -> None:
 
 @robust_group.command("attack")
 @model_options()
-@_named_option("--attack", "attack", ATTACKS, "The attack: PGD (Madry et al., 2018) or FGSM.")
+@named_option("--attack", "attack", ATTACKS, "The attack: PGD (Madry et al., 2018) or FGSM.")
 @click.option(
     "--eps",
     default="4/255",
     show_default=True,
     help="Radius of the ball: a number or a fraction such as 4/255.",
 )
-@_named_option(
+@named_option(
     "--eps-space",
     "eps space",
     EPS_SPACES,
     "Units of --eps and --step-size: pixels in [0, 1], or the model's (normalised) input.",
 )
-@_named_option("--norm", "norm", NORMS, "The ball: L∞ (a box) or L2 (PGD only).")
+@named_option("--norm", "norm", NORMS, "The ball: L∞ (a box) or L2 (PGD only).")
 @count_option("--steps", "PGD steps (default 10).")
 @click.option(
     "--step-size",
@@ -264,8 +242,8 @@ def _attack_notes(done: AttackJobResult) -> Iterator[str]:
     show_default=True,
     help="Radii, separated by commas (numbers or fractions such as 4/255).",
 )
-@_named_option("--eps-space", "eps space", EPS_SPACES, "Units of --eps.")
-@_named_option("--norm", "norm", NORMS, "The ball: L∞ (a box) or L2.")
+@named_option("--eps-space", "eps space", EPS_SPACES, "Units of --eps.")
+@named_option("--norm", "norm", NORMS, "The ball: L∞ (a box) or L2.")
 @count_option("--steps", "PGD steps.", default=20)
 @count_option("--restarts", "PGD random starts; only images not yet fooled restart.", default=1)
 @click.option(
