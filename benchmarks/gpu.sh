@@ -55,6 +55,9 @@ timeout 90 python3 benchmarks/bench_deeplift.py --device cuda --batch 16,64 \
 log "concept relevance vs zennit-crp"
 timeout 60 python3 benchmarks/bench_concepts.py --device cuda 2>&1 | tail -10
 
+log "class circuit: batched search vs one ablation at a time"
+timeout 120 python3 benchmarks/bench_circuit.py --device cuda --images 4000 --repeats 3 2>&1 | tail -10
+
 log "PGD vs torchattacks"
 timeout 120 python3 benchmarks/bench_attacks.py --device cuda --repeats 5 \
     --json "$out/bench-attacks-cuda.json" 2>&1 | tail -20
