@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 import seethrough as st
+from seethrough.attribution import DeepShap, Lrp
+from seethrough.core.baselines import make_baseline
+from seethrough.core.relevance import make_composite
 from seethrough.core.stats import Interval, holm, mean_ci, paired_test
 from seethrough.data import DEFAULT_SAMPLES
 from seethrough.data.fashion_mnist import load_fashion_mnist
@@ -50,10 +53,16 @@ from seethrough.trust import (
     smooth_mprt,
 )
 from seethrough.trust import faithfulness as fm
+from seethrough.trust.sanity import method_label
 from seethrough.viz import plot_randomization_grid, plot_similarity_curves, save_figure
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RELU_CAM = st.GradCam(relu=True)
+# issue 17: the decomposition methods (DeepSHAP needs each model's reference batch, so
+# ``deepshap_for`` adds it per model, after these)
+LRP_EPSILON = Lrp(composite=make_composite("epsilon", bias=False))
+LRP_AB = Lrp(composite="alpha1_beta0")
+NEW_METHODS: list[Any] = ["lrp", LRP_EPSILON, LRP_AB, "deeplift"]
 METHODS: list[Any] = [
     "gradient",
     "gradient_x_input",
@@ -65,6 +74,7 @@ METHODS: list[Any] = [
     "guided_grad_cam",
     "edge_detector",
     "random_noise",
+    *NEW_METHODS,
 ]
 # the methods the findings need (the seed reruns explain only these)
 FINDING_METHODS: list[Any] = [
@@ -74,6 +84,9 @@ FINDING_METHODS: list[Any] = [
     "guided_backprop",
     RELU_CAM,
     "guided_grad_cam",
+    "lrp",
+    LRP_AB,
+    "deeplift",
 ]
 # sMPRT averages many noisy copies per map: the path and sampling methods are left out
 SMPRT_METHODS: list[Any] = [
@@ -85,11 +98,22 @@ SMPRT_METHODS: list[Any] = [
     "guided_grad_cam",
     "edge_detector",
     "random_noise",
-]
+    "lrp",
+    LRP_EPSILON,
+    LRP_AB,
+    "deeplift",
+]  # DeepSHAP is left out of sMPRT: K DeepLIFT passes per noisy copy
 SHOWN = {
     "grad_cam": "grad_cam (raw, no ReLU)",
     "grad_cam(relu=True)": "grad_cam (ReLU, as the paper)",
+    "lrp": "lrp (ε-z⁺-♭, epsilon_plus_flat)",
+    method_label(LRP_EPSILON): "lrp (ε, no bias)",
+    method_label(LRP_AB): "lrp (α1β0)",
+    "deeplift": "deeplift (zeros)",
 }
+NEW_LABELS = [method_label(m) for m in NEW_METHODS]
+# the comparators the new methods' claims pair with (``--methods`` recomputes them)
+COMPARATORS: list[Any] = ["gradient", "gradient_x_input", "guided_backprop"]
 GC = "grad_cam(relu=True)"
 ALPHA = 0.05
 FASHION_CAM_LAYER = "relu2"
@@ -122,7 +146,25 @@ def say(text: str) -> None:
 
 
 def shown(label: str) -> str:
+    if label.startswith("deepshap("):
+        return "deepshap (reference batch)"
     return SHOWN.get(label, label)
+
+
+def deepshap_for(references: torch.Tensor) -> DeepShap:
+    return DeepShap(baselines=references)
+
+
+def fashion_references(k: int = 16, seed: int = 0) -> torch.Tensor:
+    """DeepSHAP's references on Fashion-MNIST: ``k`` training images drawn with ``seed``."""
+    train = load_fashion_mnist("train")
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([train.inputs(int(i), int(i) + 1) for i in order[:k]])
+
+
+def photo_references(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
+    """DeepSHAP's references on the photos: the six bundled photos blurred (σ pixels)."""
+    return make_baseline("blur", x, blur_sigma=sigma).detach()
 
 
 # ----------------------------------------------------------------- intervals and cells
@@ -303,6 +345,135 @@ def data_tests(data: Any) -> list[Test]:
     ]  # fmt: skip
 
 
+# "|…|" would split a markdown table cell
+ABS_DL = "abs(ρ(DeepLIFT) − ρ(G×I)) − 0.1"
+# text of earlier runs' parts that a merge rewrites (the old form broke the table)
+LEGACY_TEXT = {"|ρ(DeepLIFT) − ρ(G×I)| − 0.1": ABS_DL}
+
+
+def new_method_tests(cascade: Any, data: Any = None) -> list[Test]:
+    """Claims about the decomposition methods (issue 17): Sixt, Granz & Landgraf (2020)
+    predict that z⁺/αβ-rule LRP maps stop depending on the upper layers; DeepLIFT with a
+    zero reference on a ReLU network should track gradient × input."""
+    last, half = len(cascade.steps) - 1, (len(cascade.steps) - 1) // 2
+    half_name = f"after step {half + 1} of {len(cascade.steps)} ({cascade.steps[half].name})"
+    ab = method_label(LRP_AB)
+    lrp_h, ab_h = step_values(cascade, "lrp", half), step_values(cascade, ab, half)
+    lrp, abl = step_values(cascade, "lrp", last), step_values(cascade, ab, last)
+    g, gxi = step_values(cascade, "gradient", last), step_values(cascade, "gradient_x_input", last)
+    dl = step_values(cascade, "deeplift", last)
+    shap = next(m for m in cascade.methods if m.startswith("deepshap("))
+    ds = step_values(cascade, shap, last)
+    tests = [
+        Test("L1", f"LRP (ε-z⁺-♭) keeps its similarity (Sixt et al.): ρ > 0.5 {half_name}",
+             lrp_h - 0.5, 1, "ρ − 0.5"),
+        Test("L2", f"LRP (α1β0) keeps its similarity (Sixt et al.): ρ > 0.5 {half_name}",
+             ab_h - 0.5, 1, "ρ − 0.5"),
+        Test("L3", "LRP (α1β0) keeps it to the end: ρ > 0.5 after the last step",
+             abl - 0.5, 1, "ρ − 0.5"),
+        Test("L4", "LRP (ε-z⁺-♭) stays above the gradient after the last step",
+             lrp - g, 1, "ρ(LRP) − ρ(gradient)"),
+        Test("D1", "DeepLIFT (zeros) stays within 0.1 of gradient × input after the last step",
+             np.abs(dl - gxi) - 0.1, -1, ABS_DL),
+        Test("D2", "DeepSHAP stays ≥ 0.1 above the gradient after the last step",
+             ds - g - 0.1, 1, "ρ(DeepSHAP) − ρ(gradient) − 0.1"),
+    ]  # fmt: skip
+    if data is not None:
+        sim = {s.method: s.spearman_abs[0].numpy() for s in data.similarities}
+        tests += [
+            Test("L5", "data randomization: LRP (ε-z⁺-♭)'s maps differ, ρ < 0.3",
+                 sim["lrp"] - 0.3, -1, "ρ − 0.3"),
+            Test("D3", "data randomization: DeepLIFT stays within 0.1 of gradient × input",
+                 np.abs(sim["deeplift"] - sim["gradient_x_input"]) - 0.1, -1,
+                 ABS_DL),
+        ]  # fmt: skip
+    return tests
+
+
+def agreement_table(
+    explanations: Sequence[Any], labels: Sequence[str], resamples: int, record: dict[str, Any]
+) -> list[str]:
+    """Per image, Spearman of each new method's absolute channel-summed map with gradient ×
+    input's and the gradient's, on the trained model: how alike the maps are."""
+    from scipy.stats import spearmanr
+
+    def reduced(label: str) -> np.ndarray:
+        ex = explanations[list(labels).index(label)]
+        return ex.attributions.abs().sum(1).flatten(1).numpy()
+
+    refs = ("gradient_x_input", "gradient")
+    lines = ["| method | ρ with gradient × input | ρ with the gradient |", "|---|---|---|"]
+    for label in labels:
+        if label not in NEW_LABELS and not label.startswith("deepshap("):
+            continue
+        mine = reduced(label)
+        columns = []
+        for ref in refs:
+            other = reduced(ref)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                columns.append([spearmanr(a, b)[0] for a, b in zip(mine, other)])
+        ivs = intervals(np.array(columns).T, resamples)
+        lines.append(f"| {shown(label)} | " + " | ".join(cell(iv) for iv in ivs) + " |")
+        record[label] = {r: to_jsonable(iv) for r, iv in zip(refs, ivs)}
+    return lines
+
+
+def new_methods_text(
+    cascade: Any, decided: Sequence[Decided], agreement: list[str], fashion: bool
+) -> list[str]:
+    """The decomposition methods' claims, their agreement with gradient × input, and what
+    the numbers say about Sixt et al.'s prediction, in sentences made from the numbers."""
+    references = (
+        "DeepSHAP's references: 16 Fashion-MNIST training images drawn with seed 0 (the same "
+        "16 for every image)"
+        if fashion
+        else "DeepSHAP's references: the six photos blurred (Gaussian, σ = 10 px), the same six "
+        "for every image (each image's own blurred copy among them)"
+    )
+    by_key = {d.test.key: d for d in decided}
+
+    def said(key: str) -> str:
+        d = by_key[key]
+        return f"{d.test.shown} = {cell(d.interval)}, Holm p {d.p_holm:.2g}: {d.verdict}"
+
+    last = cascade.steps[-1].name
+    rho = {
+        m: float(np.nanmean(step_values(cascade, m, len(cascade.steps) - 1)))
+        for m in ("lrp", method_label(LRP_AB), "gradient", "gradient_x_input", "deeplift")
+    }
+    epsilon = (
+        "`epsilon` with `bias=False` (ε everywhere, the biases take no relevance), "
+        if method_label(LRP_EPSILON) in cascade.methods
+        else "(not `epsilon` with `bias=False`: its maps are NaN on every photo of this model), "
+    )
+    return [
+        "### The decomposition methods (issue 17): LRP, DeepLIFT, DeepSHAP",
+        "",
+        "LRP with the composites `epsilon_plus_flat` (the default: ♭ on the first layer, "
+        f"z⁺ on convs, ε on dense layers), {epsilon}and `alpha1_beta0` (α1β0, i.e. z⁺, on "
+        "every conv and dense layer); DeepLIFT (rescale) against a zero reference; "
+        f"{references}. Their rows in the tables above come from the same run. Sixt, "
+        "Granz & Landgraf (2020) prove that "
+        "z⁺/αβ rules make the map converge to one that no longer depends on the upper "
+        "layers: a cascade that randomizes the output side first should leave such maps "
+        "nearly unchanged. The claims below are their own Holm family.",
+        "",
+        *findings_lines(decided),
+        "",
+        f"Measured: {said('L1')} (L1); {said('L2')} (L2). After the last step ({last}) the "
+        f"mean ρ is {rho['lrp']:.2f} for LRP ε-z⁺-♭ and {rho[method_label(LRP_AB)]:.2f} "
+        f"for α1β0, against {rho['gradient']:.2f} for the gradient and "
+        f"{rho['gradient_x_input']:.2f} for gradient × input. DeepLIFT ends at "
+        f"{rho['deeplift']:.2f}: {said('D1')} (D1).",
+        "",
+        "How alike the maps are on the trained model (Spearman of the absolute maps, per image):",
+        "",
+        *agreement,
+        "",
+    ]
+
+
 def findings_lines(decided: Sequence[Decided]) -> list[str]:
     lines = [
         "| # | claim (criterion) | tested per image | mean [95 % CI] | n | p | Holm p | verdict |",
@@ -423,14 +594,17 @@ def mprt_sections(
     record: dict[str, Any],
     smooth: bool,
     batch_size: int | None,
+    methods: Sequence[Any] = METHODS,
+    smprt_methods: Sequence[Any] = SMPRT_METHODS,
+    path_options: bool = True,
 ) -> list[str]:
     started = time.perf_counter()
     cam: dict[str, Any] = {"layer": layer} if layer is not None else {}
     lines: list[str] = []
     if smooth:
         common: dict[str, Any] = {"every_step": False, "batch_size": batch_size, **cam}
-        denoised = smooth_mprt(model, x, SMPRT_METHODS, target, copies=settings.copies, **common)
-        plain = smooth_mprt(model, x, SMPRT_METHODS, target, copies=1, **common)
+        denoised = smooth_mprt(model, x, smprt_methods, target, copies=settings.copies, **common)
+        plain = smooth_mprt(model, x, smprt_methods, target, copies=1, **common)
         say(f"  sMPRT done ({time.perf_counter() - started:.0f} s)")
         record["smprt"] = {}
         lines += [
@@ -448,8 +622,8 @@ def mprt_sections(
             "",
         ]
     emprt_started = time.perf_counter()
-    opts = {**settings.options(), **cam}
-    results = efficient_mprt(model, x, METHODS, target, batch_size=batch_size, **opts)
+    opts = {**(settings.options() if path_options else {}), **cam}
+    results = efficient_mprt(model, x, methods, target, batch_size=batch_size, **opts)
     say(f"  eMPRT done ({time.perf_counter() - emprt_started:.0f} s)")
     record["emprt"] = {}
     lines += [
@@ -491,7 +665,9 @@ def faithfulness_rows(
             sub = robust[k]
             found["ROAD LeRF−MoRF ↑"] = fm.road(model, ex, batch_size=batch_size).scores
             found["infidelity ↓"] = fm.infidelity(model, ex, batch_size=batch_size).scores
-            if ex.method not in ("edge_detector", "random_noise"):
+            # DeepSHAP's reference batch is a tensor option, which re-explaining refuses
+            reexplainable = ex.method != "deepshap"
+            if ex.method not in ("edge_detector", "random_noise") and reexplainable:
                 found["max-sensitivity ↓ ¹"] = fm.max_sensitivity(
                     model, sub, radius=0.1, batch_size=batch_size
                 ).scores
@@ -524,18 +700,20 @@ def seed_section(
     cascade: Any,
     settings: Settings,
     record: dict[str, Any],
+    extra: Sequence[Any] = (),
 ) -> list[str]:
     """The cascade's findings re-tested with other randomization seeds (weights and the
     stochastic methods' noise); the same n and settings."""
     if not settings.seeds:
         return []
     runs = {cascade.seed: decide(cascade_tests(cascade), settings.resamples)}
+    new_runs = {cascade.seed: decide(new_method_tests(cascade), settings.resamples)}
     for seed in settings.seeds:
         started = time.perf_counter()
         again = model_randomization(
             model,
             x,
-            FINDING_METHODS,
+            [*FINDING_METHODS, *extra],
             labels,
             seed=seed,
             metrics=("spearman_abs",),
@@ -545,6 +723,7 @@ def seed_section(
             steps=settings.ig_steps,
         )
         runs[seed] = decide(cascade_tests(again), settings.resamples)
+        new_runs[seed] = decide(new_method_tests(again), settings.resamples)
         say(f"  seed {seed} rerun done ({time.perf_counter() - started:.0f} s)")
     seeds = list(runs)
     lines = [
@@ -552,6 +731,9 @@ def seed_section(
         "|---|---|" + "---|" * len(seeds) + "---|",
     ]
     stable = 0
+    new_start = len(runs[seeds[0]])
+    for s in seeds:  # the new methods' claims: their own Holm family, listed after
+        runs[s] = [*runs[s], *new_runs[s]]
     for k, first in enumerate(runs[seeds[0]]):
         verdicts = [runs[s][k].verdict for s in seeds]
         cells = [
@@ -572,7 +754,8 @@ def seed_section(
         f"The cascade's claims re-tested with randomization seeds {', '.join(map(str, seeds))} "
         "(each seed draws new weights for every step and new noise for the stochastic "
         f"methods; {len(x)} images, Holm within each seed's family of "
-        f"{len(runs[seeds[0]])} claims). Cells: mean tested value, corrected p, verdict. "
+        f"{new_start} claims, and of the {len(runs[seeds[0]]) - new_start} claims about the "
+        "new methods). Cells: mean tested value, corrected p, verdict. "
         f"**{stable} of {len(runs[seeds[0]])} verdicts are the same for every seed.**",
         "",
         *lines,
@@ -589,6 +772,8 @@ def fashion(
     test = load_fashion_mnist("test")
     x, labels = test.inputs(0, n), test.labels[:n]
     foreground = test.images[:n] > 0
+    shap = deepshap_for(fashion_references())
+    methods = [*METHODS, shap]
     opts: dict[str, Any] = {**settings.options(), "layer": FASHION_CAM_LAYER}
     big: dict[str, Any] = {"batch_size": 256}  # 28×28 images: large chunks keep the small CNN busy
     timings: dict[str, float] = {}
@@ -603,14 +788,14 @@ def fashion(
     progress = lambda d, t: say(f"  fashion cascading {d}/{t}")  # noqa: E731
     cascade = timed(
         "cascading",
-        lambda: model_randomization(model, x, METHODS, labels, progress=progress, **big, **opts),
+        lambda: model_randomization(model, x, methods, labels, progress=progress, **big, **opts),
     )
     independent = timed(
         "independent",
         lambda: model_randomization(
             model,
             x,
-            METHODS,
+            methods,
             labels,
             mode="independent",
             metrics=("spearman_abs",),
@@ -621,7 +806,7 @@ def fashion(
     )
     data = timed(
         "data randomization",
-        lambda: data_randomization(model, random_model, x, METHODS, labels, **big, **opts),
+        lambda: data_randomization(model, random_model, x, methods, labels, **big, **opts),
     )
     explanations = list(cascade.original)  # the trained model's maps, made once
     edges = edge_similarity_of(explanations, labels=cascade.methods)
@@ -633,11 +818,19 @@ def fashion(
     mprt = timed(
         "sMPRT and eMPRT",
         lambda: mprt_sections(
-            model, x, labels, FASHION_CAM_LAYER, settings, rec, smooth=True, batch_size=1024
+            model,
+            x,
+            labels,
+            FASHION_CAM_LAYER,
+            settings,
+            rec,
+            smooth=True,
+            batch_size=1024,
+            methods=methods,
         ),
     )
     k = min(n, settings.robust_images)
-    robust = st.explain(model, x[:k], METHODS, labels[:k], **big, **opts)
+    robust = st.explain(model, x[:k], methods, labels[:k], **big, **opts)
     faith, faith_record = timed(
         "faithfulness",
         lambda: faithfulness_rows(
@@ -648,7 +841,13 @@ def fashion(
         decide(cascade_tests(cascade) + data_tests(data), settings.resamples),
         key=lambda d: d.test.key,
     )
-    seeds = timed("seed reruns", lambda: seed_section(model, x, labels, cascade, settings, rec))
+    decided_new = decide(new_method_tests(cascade, data), settings.resamples)
+    seeds = timed(
+        "seed reruns", lambda: seed_section(model, x, labels, cascade, settings, rec, [shap])
+    )
+    tables["agreement"] = {}
+    agreement = agreement_table(explanations, cascade.methods, settings.resamples,
+                                tables["agreement"])  # fmt: skip
     figures = out / "sanity"
     save_figure(plot_similarity_curves(cascade), figures / "fashion-cascading-spearman_abs.png")
     save_figure(plot_similarity_curves(cascade, "ssim"), figures / "fashion-cascading-ssim.png")
@@ -715,6 +914,7 @@ def fashion(
         "",
         *findings_lines(decided),
         "",
+        *new_methods_text(cascade, decided_new, agreement, fashion=True),
         *frozen_note(cascade),
         *seeds,
         "![cascading](sanity/fashion-cascading-spearman_abs.png)",
@@ -731,6 +931,7 @@ def fashion(
             "independent": to_jsonable(independent),
             "faithfulness": faith_record,
             "findings": [d.to_dict() for d in decided],
+            "new_method_findings": [d.to_dict() for d in decided_new],
             "seconds": timings,
         }
     )
@@ -741,18 +942,31 @@ def efficientnet(settings: Settings, out: Path, lines: list[str], record: dict[s
     started = time.perf_counter()
     net = st.load_model("efficientnet-lite0")
     x = net.preprocess(st.load_images([f"sample:{s}" for s in DEFAULT_SAMPLES]))
+    # LRP-ε without biases gives NaN maps on Lite0 (every photo): left out there
+    methods = [*(m for m in METHODS if m is not LRP_EPSILON), deepshap_for(photo_references(x))]
     progress = lambda d, t: say(f"  efficientnet cascading {d}/{t}")  # noqa: E731
-    cascade = model_randomization(net, x, METHODS, progress=progress, **settings.options())
+    cascade = model_randomization(net, x, methods, progress=progress, **settings.options())
     explanations = list(cascade.original)
     edges = edge_similarity_of(explanations, labels=cascade.methods)
     rec: dict[str, Any] = {"tables": {"cascading": {}, "cascading_ssim": {}, "edges": {}}}
     tables = rec["tables"]
     mprt = mprt_sections(
-        net, x, cascade.original[0].targets, None, settings, rec, smooth=False, batch_size=None
+        net,
+        x,
+        cascade.original[0].targets,
+        None,
+        settings,
+        rec,
+        smooth=False,
+        batch_size=None,
+        methods=methods,
     )
     r = settings.resamples
     faith, faith_record = faithfulness_rows(net.module, explanations, cascade.methods, r)
     decided = decide(cascade_tests(cascade), r)
+    decided_new = decide(new_method_tests(cascade), r)
+    tables["agreement"] = {}
+    agreement = agreement_table(explanations, cascade.methods, r, tables["agreement"])
     figures = out / "sanity"
     save_figure(plot_similarity_curves(cascade), figures / "effnet-cascading-spearman_abs.png")
     save_figure(plot_randomization_grid(cascade, 0), figures / "effnet-grid-0.png")
@@ -787,6 +1001,7 @@ def efficientnet(settings: Settings, out: Path, lines: list[str], record: dict[s
         "",
         *findings_lines(decided),
         "",
+        *new_methods_text(cascade, decided_new, agreement, fashion=False),
         *frozen_note(cascade),
         "![cascading](sanity/effnet-cascading-spearman_abs.png)",
         "![grid](sanity/effnet-grid-0.png)",
@@ -799,9 +1014,200 @@ def efficientnet(settings: Settings, out: Path, lines: list[str], record: dict[s
             "cascading": to_jsonable(cascade),
             "faithfulness": faith_record,
             "findings": [d.to_dict() for d in decided],
+            "new_method_findings": [d.to_dict() for d in decided_new],
         }
     )
     record["results"]["efficientnet"] = rec
+
+
+NEW_BEGIN = "<!-- new-methods-run: begin (scripts/sanity_table.py --methods new) -->"
+NEW_END = "<!-- new-methods-run: end -->"
+
+
+def new_methods_only(  # noqa: PLR0915
+    args: argparse.Namespace, settings: Settings, training: dict[str, Any], out: Path
+) -> None:
+    """``--methods new``: only the decomposition methods' rows (and the comparators their
+    claims pair with), written as a marked section into the existing sanity-results.md
+    (before the deviations) and under ``new_methods_run`` in its JSON; nothing else in
+    either file changes."""
+    started = time.perf_counter()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    r = settings.resamples
+    fashion_part: list[str] = []
+    lite_part: list[str] = []
+    rec: dict[str, Any] = {"settings": {**settings.__dict__, "images": args.images}}
+    deterministic = [*COMPARATORS, *NEW_METHODS]
+    if args.only in (None, "fashion"):
+        model, random_model = fashion_cnn(), fashion_cnn("random_labels")
+        test = load_fashion_mnist("test")
+        x, labels = test.inputs(0, args.images), test.labels[: args.images]
+        shap = deepshap_for(fashion_references())
+        methods = [*deterministic, shap]
+        big: dict[str, Any] = {"batch_size": 256}  # no CAM among these: no layer
+        progress = lambda d, t: say(f"  fashion cascading {d}/{t}")  # noqa: E731
+        cascade = model_randomization(model, x, methods, labels, progress=progress, **big)
+        data = data_randomization(model, random_model, x, methods, labels, **big)
+        say(f"  fashion data randomization done ({time.perf_counter() - started:.0f} s)")
+        f: dict[str, Any] = {"tables": {"cascading": {}, "data": {}, "agreement": {}}}
+        mprt = mprt_sections(
+            model, x, labels, None, settings, f, smooth=True, batch_size=1024,
+            methods=methods, smprt_methods=deterministic, path_options=False,
+        )  # fmt: skip
+        explanations = list(cascade.original)
+        k = min(args.images, settings.robust_images)
+        robust = st.explain(model, x[:k], methods, labels[:k], **big)
+        faith, f["faithfulness"] = faithfulness_rows(
+            model, explanations, cascade.methods, r, robust, batch_size=256
+        )
+        decided = decide(new_method_tests(cascade, data), r)
+        agreement = agreement_table(explanations, cascade.methods, r, f["tables"]["agreement"])
+        f["findings"] = [d.to_dict() for d in decided]
+        fashion_part += [
+            f"### Fashion-MNIST CNN, the decomposition methods ({args.images} test images)",
+            "",
+            "#### Cascading model randomization (Spearman, absolute maps)",
+            "",
+            *curve_table(cascade, "spearman_abs", r, f["tables"]["cascading"]),
+            "",
+            "#### Data randomization: true-label vs random-label model",
+            "",
+            *row_table(data, ("spearman_abs", "spearman", "ssim", "hog"), r, f["tables"]["data"]),
+            "",
+            *(ln.replace("### ", "#### ", 1) for ln in mprt),
+            "#### Faithfulness and robustness (↑/↓: better)",
+            "",
+            *faith,
+            "",
+            f"¹ On the first {k} images; not for DeepSHAP (re-explaining perturbed copies "
+            "refuses a tensor option such as its reference batch).",
+            "",
+            *(ln.replace("### ", "#### ", 1) for ln in new_methods_text(
+                cascade, decided, agreement, fashion=True)),
+        ]  # fmt: skip
+        f["seconds"] = round(time.perf_counter() - started, 1)
+        rec["fashion"] = f
+        say(f"  fashion done ({time.perf_counter() - started:.0f} s)")
+    if args.only in (None, "efficientnet"):
+        began = time.perf_counter()
+        net = st.load_model("efficientnet-lite0")
+        x = net.preprocess(st.load_images([f"sample:{s}" for s in DEFAULT_SAMPLES]))
+        # LRP-ε without biases gives NaN maps on Lite0 (every photo): left out there
+        lite = [m for m in deterministic if m is not LRP_EPSILON]
+        methods = [*lite, deepshap_for(photo_references(x))]
+        progress = lambda d, t: say(f"  efficientnet cascading {d}/{t}")  # noqa: E731
+        cascade = model_randomization(net, x, methods, progress=progress)
+        e: dict[str, Any] = {"tables": {"cascading": {}, "agreement": {}}}
+        mprt = mprt_sections(
+            net, x, cascade.original[0].targets, None, settings, e, smooth=False,
+            batch_size=None, methods=methods, path_options=False,
+        )  # fmt: skip
+        explanations = list(cascade.original)
+        faith, e["faithfulness"] = faithfulness_rows(net.module, explanations, cascade.methods, r)
+        decided = decide(new_method_tests(cascade), r)
+        agreement = agreement_table(explanations, cascade.methods, r, e["tables"]["agreement"])
+        e["findings"] = [d.to_dict() for d in decided]
+        lite_part += [
+            f"### EfficientNet-Lite0, the decomposition methods ({len(x)} bundled photos)",
+            "",
+            "#### Cascading model randomization (Spearman, absolute maps)",
+            "",
+            *curve_table(cascade, "spearman_abs", r, e["tables"]["cascading"]),
+            "",
+            *(ln.replace("### ", "#### ", 1) for ln in mprt),
+            "#### Faithfulness (↑/↓: better)",
+            "",
+            *faith,
+            "",
+            *(ln.replace("### ", "#### ", 1) for ln in new_methods_text(
+                cascade, decided, agreement, fashion=False)),
+        ]  # fmt: skip
+        e["seconds"] = round(time.perf_counter() - began, 1)
+        rec["efficientnet"] = e
+    quick = " --quick" if args.quick else ""
+    command = "PYTHONPATH=src python scripts/sanity_table.py --methods new" + quick
+    for key, part in (("fashion", fashion_part), ("efficientnet", lite_part)):
+        if key in rec:
+            rec[key].update(date=when, command=command + f" --only {key}"
+                              + (f" --images {args.images}" if key == "fashion" else ""),
+                              settings=rec["settings"])  # fmt: skip
+            part.append(f"({rec[key]['seconds']:.0f} s, run of {when})")
+            part.append("")
+    merge_new_methods(out, rec, {"fashion": fashion_part, "efficientnet": lite_part})
+
+
+NEW_HEADS = {
+    "fashion": "### Fashion-MNIST CNN, the decomposition methods",
+    "efficientnet": "### EfficientNet-Lite0, the decomposition methods",
+}
+
+
+def merge_new_methods(out: Path, rec: dict[str, Any], parts: dict[str, list[str]]) -> None:
+    """Write the models this run computed into the marked section of sanity-results.md
+    (keeping the other model's part from an earlier run) and under ``new_methods_run``
+    in the JSON, each model with its run's date and command."""
+    md_path, json_path = out / "sanity-results.md", out / "sanity-results.json"
+    text = md_path.read_text(encoding="utf-8") if md_path.exists() else ""
+    record = json.loads(json_path.read_text(encoding="utf-8")) if json_path.exists() else {}
+    runs = record.get("new_methods_run", {})
+    if "date" in runs:  # one run for both models, from before per-model merging
+        runs = {
+            m: {**runs[m], "date": runs["date"], "settings": runs["settings"],
+                "command": "PYTHONPATH=src python scripts/sanity_table.py --methods new "
+                f"--only {m}" + (f" --images {runs['settings']['images']}"
+                                  if m == "fashion" else "")}
+            for m in NEW_HEADS if m in runs
+        }  # fmt: skip
+    old: list[str] = []
+    if NEW_BEGIN in text:
+        head, rest = text.split(NEW_BEGIN, 1)
+        old = rest.split(NEW_END, 1)[0].splitlines()
+        text = head + rest.split(NEW_END, 1)[1].lstrip("\n")
+    kept: dict[str, list[str]] = {}
+    starts = sorted((i, m) for i, ln in enumerate(old) for m, h in NEW_HEADS.items()
+                    if ln.startswith(h))  # fmt: skip
+    for k, (i, m) in enumerate(starts):
+        stop = starts[k + 1][0] if k + 1 < len(starts) else len(old)
+        kept[m] = old[i:stop]
+        for before, after in LEGACY_TEXT.items():
+            kept[m] = [ln.replace(before, after) for ln in kept[m]]
+        if kept[m][-1].strip():
+            kept[m].append("")
+    for m in NEW_HEADS:
+        if m in rec:
+            kept[m] = parts[m]
+            runs[m] = json.loads(dumps(rec[m]))
+    origin = "; ".join(
+        f"{'Fashion-MNIST' if m == 'fashion' else 'EfficientNet-Lite0'} rows: run of "
+        f"{runs[m]['date']} (`{runs[m]['command']}`)"
+        for m in NEW_HEADS
+        if m in runs
+    )
+    block = [
+        NEW_BEGIN,
+        "## The decomposition methods (LRP, DeepLIFT, DeepSHAP): separate runs",
+        "",
+        f"**These rows come from separate runs: {origin}.** Everything outside this "
+        "section comes from the last full run (its settings are under `settings` in "
+        "sanity-results.json) and does not include these methods; the gradient, gradient "
+        "× input and guided backprop rows here are recomputed in these runs so that the "
+        "claims pair them with the new methods image by image (SmoothGrad/IG settings do "
+        "not apply). A full run (`PYTHONPATH=src python scripts/sanity_table.py`) puts the "
+        "new methods into every table above and drops this section.",
+        "",
+        *(ln for m in NEW_HEADS if m in kept for ln in kept[m]),
+        NEW_END,
+        "",
+    ]
+    marker = "## Deviations from the papers"
+    if marker in text:
+        head, tail = text.split(marker, 1)
+        text = head + "\n".join(block) + "\n" + marker + tail
+    else:
+        text = text + "\n".join(block) + "\n"
+    md_path.write_text(text, encoding="utf-8")
+    record["new_methods_run"] = runs
+    json_path.write_text(dumps(record), encoding="utf-8")
 
 
 def deviations(settings: Settings) -> list[str]:
@@ -869,6 +1275,14 @@ def main() -> None:
         "extra seed, 2,000 bootstrap resamples",
     )
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for the results")
+    parser.add_argument(
+        "--methods",
+        choices=["new"],
+        default=None,
+        help="'new': compute only the decomposition methods (LRP, DeepLIFT, DeepSHAP) and "
+        "their comparators, and merge them as a marked, dated section into the existing "
+        "sanity-results.md/.json without recomputing the other rows",
+    )
     args = parser.parse_args()
     settings = Settings.of(args)
     out: Path = args.out
@@ -876,6 +1290,9 @@ def main() -> None:
     training = json.loads(
         (Path(st.__file__).parent / "models" / "weights" / "fashion_cnn_training.json").read_text()
     )
+    if args.methods == "new":
+        new_methods_only(args, settings, training, out)
+        return
     record: dict[str, Any] = {
         "versions": {"seethrough": st.__version__, "torch": torch.__version__},
         "settings": {**settings.__dict__, "seeds": list(settings.seeds), "images": args.images},
