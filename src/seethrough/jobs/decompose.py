@@ -50,7 +50,7 @@ from ..errors import InvalidInputError, InvalidOptionError, TargetError
 from ..inside import TopExamples, Visualization, maximize, top_examples
 from ..inside import channels as channel_objectives
 from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
-from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page
+from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page, words_table
 from ..reporting.output import OutputFolder, file_stems
 from ..reporting.serialize import to_jsonable, write_json
 from ..viz import plot_circuit, plot_circuit_overlap, plot_concept_links, plot_concepts, save_figure
@@ -498,7 +498,11 @@ def _concepts_page(data: dict[str, Any], files: Sequence[str]) -> str:
         "speaks against the class); top share: what the top channels carry together.",
         numeric=(2, 3, 5),
     )
-    tables = [_words(data), per_image, _channels_table(data, image_names)]
+    tables = [
+        words_table(data["description"]["findings"]),
+        per_image,
+        _channels_table(data, image_names),
+    ]
     link_note = (
         ""
         if linked == c["layer"]
@@ -571,19 +575,6 @@ def _concepts_alt(name: str, layer: str, linked: str) -> str:
     return (
         f"for each top channel of {layer}: the image optimised to excite it and the dataset "
         f"crops that excite it most, at {linked}"
-    )
-
-
-def _words(data: dict[str, Any]) -> PageTable:
-    """The results' ``describe()`` sentences, with how strongly each may be said."""
-    findings = data["description"]["findings"]
-    return PageTable(
-        "words",
-        "In words",
-        ["claim", "sentence"],
-        [[f["claim"], f["text"]] for f in findings],
-        note='Each sentence is in the JSON summary\'s "description", with the numbers it '
-        'states and the field they come from ("evidence").',
     )
 
 
@@ -818,7 +809,7 @@ def _circuit_page(data: dict[str, Any], files: Sequence[str]) -> str:
         "circuit labels as the class.",
         numeric=(4, 5, 6, 9, 10, 11, 12, 13),
     )
-    tables = [_circuit_words(data), classes]
+    tables = [words_table(f for d in data["description"] for f in d["findings"]), classes]
     overlap = data["overlap"]
     if overlap is not None:
         tables.append(
@@ -853,18 +844,6 @@ def _circuit_page(data: dict[str, Any], files: Sequence[str]) -> str:
             if pruned
             else ""
         ),
-    )
-
-
-def _circuit_words(data: dict[str, Any]) -> PageTable:
-    findings = [f for d in data["description"] for f in d["findings"]]
-    return PageTable(
-        "words",
-        "In words",
-        ["claim", "sentence"],
-        [[f["claim"], f["text"]] for f in findings],
-        note='Each sentence is in the JSON summary\'s "description", with the numbers it '
-        'states and the field they come from ("evidence").',
     )
 
 

@@ -33,7 +33,7 @@ from ..core.passes import forward_logits
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError, suggest
 from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
-from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page
+from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page, words_table
 from ..reporting.output import OutputFolder, file_stems
 from ..reporting.serialize import to_jsonable, write_json
 from ..robust import AttackResult, RobustnessReport, evaluate, fgsm, pgd
@@ -422,7 +422,7 @@ def _attack_page(data: dict[str, Any]) -> str:
         f"seethrough robust attack: {data['model']}",
         settings,
         ATTACK,
-        tables=[_words(data), per_image],
+        tables=[words_table(data["description"]["findings"]), per_image],
         figures=pictures,
         intro="An adversarial attack looks for a small change of each image, inside a ball of "
         "radius ε around it and inside the range of valid pixels, that changes the model's "
@@ -445,19 +445,6 @@ def _range(low: Any, high: Any) -> str:
 
 def _shown(prediction: dict[str, Any]) -> str:
     return f"{prediction['label']} ({prediction['probability']:.2f})"
-
-
-def _words(data: dict[str, Any]) -> PageTable:
-    """The result's ``describe()`` sentences, with how strongly each may be said."""
-    findings = data["description"]["findings"]
-    return PageTable(
-        "words",
-        "In words",
-        ["claim", "sentence"],
-        [[f["claim"], f["text"]] for f in findings],
-        note='Each sentence is in the JSON summary\'s "description", with the numbers it '
-        'states and the field they come from ("evidence").',
-    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -648,7 +635,7 @@ def _evaluate_page(data: dict[str, Any]) -> str:
         f"seethrough robust evaluate: {data['model']}",
         settings,
         EVALUATE,
-        tables=[_words(data), accuracy, checks],
+        tables=[words_table(data["description"]["findings"]), accuracy, checks],
         figures=[figure],
         intro="Clean and robust accuracy under PGD (Madry et al., 2018) at each ε, and "
         "checks that the attack was strong enough for the numbers to be trusted.",

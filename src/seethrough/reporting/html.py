@@ -10,7 +10,7 @@ No page holds JavaScript.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "render",
     "render_index",
     "render_job_page",
+    "words_table",
 ]
 
 CSP = (
@@ -189,6 +190,19 @@ class PageFigure:
     file: str
     alt: str
     caption: str = ""
+
+
+def words_table(findings: Iterable[Mapping[str, Any]]) -> PageTable:
+    """The "In words" table of a job page: each ``describe()`` sentence, as the job's JSON
+    holds it (``{"claim", "text", ...}``), with how strongly it may be said."""
+    return PageTable(
+        "words",
+        "In words",
+        ["claim", "sentence"],
+        [[f["claim"], f["text"]] for f in findings],
+        note='Each sentence is in the JSON summary\'s "description", with the numbers it '
+        'states and the field they come from ("evidence").',
+    )
 
 
 def render_job_page(
