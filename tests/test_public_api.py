@@ -17,7 +17,18 @@ import pytest
 
 import seethrough
 
-PUBLIC = ["attribution", "trust", "inside", "anatomy", "robust", "decompose", "core", "data", "models", "viz"]
+PUBLIC = [
+    "attribution",
+    "trust",
+    "inside",
+    "anatomy",
+    "robust",
+    "decompose",
+    "core",
+    "data",
+    "models",
+    "viz",
+]
 
 # Names exempt from needing their own docstring, each with the reason.
 EXEMPT = {
