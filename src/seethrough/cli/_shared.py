@@ -447,3 +447,17 @@ def named_option(name: str, what: str, values: Sequence[str], text: str) -> Any:
     return click.option(
         name, type=NamedChoice(what, values), default=values[0], show_default=True, help=text
     )
+
+
+def labelled_data_options(limit: int) -> Decorator:
+    """``--data`` (labelled images: Fashion-MNIST's test or training set, or a folder of
+    class subfolders) and ``--limit`` (the first N of them, default ``limit``)."""
+    data = click.option(
+        "--data",
+        default="fashion-mnist:test",
+        show_default=True,
+        help="'fashion-mnist:test' or ':train' (for the Fashion-MNIST CNN), or a folder with "
+        "one subfolder of images per class.",
+    )
+    count = count_option("--limit", "Use the first N images of the data.", default=limit)
+    return lambda command: data(count(command))

@@ -21,6 +21,7 @@ from ._shared import (
     choice_option,
     count_option,
     image_options,
+    labelled_data_options,
     load_inputs,
     load_net,
     model_options,
@@ -192,14 +193,7 @@ def _concept_notes(done: ConceptsJobResult) -> Iterator[str]:
 
 @decompose_group.command("circuit")
 @model_options("fashion-cnn", "As for 'explain'; default: the project's Fashion-MNIST CNN.")
-@click.option(
-    "--data",
-    default="fashion-mnist:test",
-    show_default=True,
-    help="'fashion-mnist:test' or ':train' (for the Fashion-MNIST CNN), or a folder with one "
-    "subfolder of images per class.",
-)
-@count_option("--limit", "Use the first N images of the data.", default=2000)
+@labelled_data_options(2000)
 @click.option(
     "--class",
     "classes",

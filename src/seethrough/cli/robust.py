@@ -22,6 +22,7 @@ from ._shared import (
     choice_option,
     count_option,
     image_options,
+    labelled_data_options,
     load_inputs,
     load_net,
     model_options,
@@ -228,14 +229,7 @@ def _attack_notes(done: AttackJobResult) -> Iterator[str]:
 
 @robust_group.command("evaluate")
 @model_options("fashion-cnn", "As for 'explain'; default: the project's Fashion-MNIST CNN.")
-@click.option(
-    "--data",
-    default="fashion-mnist:test",
-    show_default=True,
-    help="'fashion-mnist:test' or ':train' (for the Fashion-MNIST CNN), or a folder with one "
-    "subfolder of images per class.",
-)
-@count_option("--limit", "Use the first N images of the data.", default=1000)
+@labelled_data_options(1000)
 @click.option(
     "--eps",
     default="0.05,0.1,0.2",
