@@ -62,4 +62,8 @@ log "PGD vs torchattacks"
 timeout 120 python3 benchmarks/bench_attacks.py --device cuda --repeats 5 \
     --json "$out/bench-attacks-cuda.json" 2>&1 | tail -20
 
+log "PGD-k adversarial training vs plain epoch × (k+1) and a torchattacks loop"
+timeout 120 python3 benchmarks/bench_adv_training.py --device cuda --batches 100 --repeats 3 \
+    --json "$out/bench-adv-training-cuda.json" 2>&1 | tail -10
+
 log "done"

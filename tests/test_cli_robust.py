@@ -357,3 +357,189 @@ def test_perturbation_display_maps_no_change_to_grey_and_the_largest_to_the_ends
     np.testing.assert_allclose(pictures[0], expected, atol=1e-6)
     unchanged, factors = perturbation_display(x, x)
     assert factors.tolist() == [0.0] and np.all(unchanged == 0.5)
+
+
+# ---------------------------------------------------------------------- compare
+
+TWO = "plain=fashion-cnn,copy=fashion-cnn"  # one model under two names (two loads)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--models", "fashion-cnn"], "--models 'fashion-cnn' names one model"),
+        (["--models", "fashion-cnn,fashion-cnn"], "--models names 'fashion-cnn' twice"),
+        (["--models", "a=fashion-cnn,"], "--models 'a=fashion-cnn,' has an empty item"),
+        (["--models", "=fashion-cnn,b=fashion-cnn"], "--models item '=fashion-cnn': give NAME"),
+        (["--models", "a=fashion-cnn,nonexistent-net"], "unknown model 'nonexistent-net'"),
+        (["--methods", "gradient,gradiant"], "unknown method 'gradiant'; did you mean"),
+        (["--methods", "gradient,gradient"], "--methods names 'gradient' twice"),
+        (["--fragility-eps", "-1"], "--fragility-eps '-1': '-1' is not a non-negative"),
+        (["--fragility-eps", "0.1,0.2"], "--fragility-eps takes one radius, got 2"),
+        (["--fragility-method", "gradiant"], "unknown fragility method 'gradiant'"),
+        (["--training-eps", "robust=0.1"], "--training-eps names 'robust', not a model"),
+        (["--training-eps", "plain"], "--training-eps item 'plain' is not NAME=EPS"),
+        (["--training-eps", "plain=-2"], "'-2' is not a non-negative number"),
+        (["--judge", "nonexistent-net"], "unknown model 'nonexistent-net'"),
+        (["--data", "nowhere"], "--data 'nowhere': not 'fashion-mnist[:test|train]'"),
+        (["--limit", "0"], "Invalid value for '--limit'"),
+        (["--resamples", "0"], "Invalid value for '--resamples'"),
+        (["--lang", "fr"], "Invalid value for '--lang'"),
+        # refused by the library inside the job, after the folder was taken: removed again
+        (["--models", "fashion-cnn,efficientnet-lite0"], "take differently preprocessed inputs"),
+    ],
+)
+def test_compare_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    args = ["robust", "compare", "--models", TWO, "--device", "cpu", "--limit", "4"]
+    result = run_cli(capsys, *args, *extra, "--out", str(out))
+    assert result.code == 2, result.err
+    assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert "Traceback" not in result.err
+    assert not out.exists()
+
+
+def test_compare_help_imports_no_heavy_module_and_names_match_the_library() -> None:
+    import inspect
+
+    code = (
+        "from seethrough.cli import main\n"
+        "assert main(['robust', 'compare', '--help']) == 0\n"
+        "assert main(['robust', 'compare', '--models', 'a']) == 2\n"
+    )
+    assert _imported_after(code) == []
+    from seethrough import robust
+    from seethrough.cli import robust as cli_robust
+
+    default = inspect.signature(robust.compare).parameters["methods"].default
+    assert tuple(cli_robust.COMPARE_METHODS) == tuple(default)
+    assert sorted(cli_robust.FRAGILITY_METHODS) == sorted(robust.FRAGILITY_METHODS)
+
+
+def test_known_training_eps_of_the_built_in_fashion_cnns(assets: Path) -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from seethrough.jobs.robust import known_training_eps
+    from seethrough.models import load_model
+    from seethrough.models.fashion_cnn import packaged_weights
+
+    def fake(name: str, source: str | None = None) -> Any:
+        return SimpleNamespace(name=name, source=source or name)
+
+    assert known_training_eps(load_model("fashion-cnn")) == 0.0
+    # the architecture with the user's own weights: not the shipped training
+    assert known_training_eps(load_model("fashion-cnn", weights=packaged_weights())) is None
+    assert [
+        known_training_eps(fake(n))
+        for n in ("fashion-cnn-robust", "fashion-cnn-pgd-0.05", "fashion-cnn-pgd-0.2")
+    ] == [0.1, 0.05, 0.2]
+    assert known_training_eps(fake("fashion-cnn-gradreg")) is None
+    assert known_training_eps(fake("efficientnet-lite0")) is None
+
+
+def _without_seconds(comparison: dict[str, object]) -> dict[str, object]:
+    settings = dict(comparison["settings"])  # type: ignore[call-overload]
+    settings.pop("seconds")
+    return {**comparison, "settings": settings}
+
+
+def test_compare_writes_the_librarys_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cheap parts only (gradient maps, accuracy, alignment, edges, deletion and
+    insertion), in Chinese: the JSON is the library's ``to_dict()`` on the same images."""
+    from seethrough.data.fashion_mnist import load_fashion_mnist
+    from seethrough.models import load_model
+    from seethrough.reporting.serialize import to_jsonable
+    from seethrough.robust import compare
+
+    out = tmp_path / "out"
+    result = run_cli(
+        capsys, "robust", "compare", "--models", TWO, "--methods", "gradient", "--limit", "8",
+        "--no-sanity", "--no-max-sensitivity", "--no-activation-maximization",
+        "--resamples", "200", "--seed", "3", "--training-eps", "copy=0.25",
+        "--device", "cpu", "--lang", "zh", "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert sorted(tree(out)) == ["alignment.png", "compare.json", "index.html", "maps-gradient.png"]
+    summary = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert sorted(summary["files"]) == sorted(tree(out))
+    assert summary["models"] == ["plain", "copy"] and summary["sources"] == ["fashion-cnn"] * 2
+    assert summary["training_eps"] == {"plain": 0.0, "copy": 0.25}  # given beats known
+    assert summary["fragility"] == {} and summary["judge"] is None
+    test = load_fashion_mnist("test")
+    study = compare(
+        [load_model("fashion-cnn"), load_model("fashion-cnn")], test.inputs(0, 8),
+        test.labels[:8], methods=["gradient"], names=["plain", "copy"], sanity=False,
+        max_sensitivity=False, activation_maximization=False, resamples=200, seed=3,
+    )  # fmt: skip
+    assert _without_seconds(summary["comparison"]) == _without_seconds(to_jsonable(study.to_dict()))
+    assert [f["text"] for f in summary["description"]["findings"]] == study.describe().sentences(
+        "zh"
+    )
+    page = (out / "index.html").read_text(encoding="utf-8")
+    alignment = summary["comparison"]["models"][0]["alignment"]
+    assert f"{alignment['value']:.3f} [{alignment['low']:.3f}, {alignment['high']:.3f}]" in page
+    assert "Sanity curves" not in page and "Explanation fragility" not in page
+    assert f"plain: clean accuracy {study.models[0].clean_accuracy.format(3)}" in result.err
+
+
+@pytest.mark.slow  # ~90 s on 2 busy cores: the whole study twice, with the fragility attack
+def test_compare_with_judge_and_fragility_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from browser import check_page
+    from seethrough.data.fashion_mnist import load_fashion_mnist
+    from seethrough.models import load_model
+    from seethrough.reporting.serialize import to_jsonable
+    from seethrough.robust import compare, fragility
+
+    out = tmp_path / "out"
+    result = run_cli(
+        capsys, "robust", "compare", "--models", TWO, "--methods", "gradient,grad_cam",
+        "--limit", "16", "--judge", "fashion-cnn", "--fragility-eps", "1/20",
+        "--device", "cpu", "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert sorted(tree(out)) == [
+        "alignment.png",
+        "class-images.png",
+        "compare.json",
+        "fragility.png",
+        "fragility.safetensors",
+        "index.html",
+        "maps-grad_cam.png",
+        "maps-gradient.png",
+    ]
+    summary = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    test = load_fashion_mnist("test")
+    x, y = test.inputs(0, 16), test.labels[:16]
+    nets = [load_model("fashion-cnn"), load_model("fashion-cnn")]
+    study = compare(
+        nets, x, y, methods=["gradient", "grad_cam"], names=["plain", "copy"],
+        judge=load_model("fashion-cnn"),
+    )  # fmt: skip
+    assert _without_seconds(summary["comparison"]) == _without_seconds(to_jsonable(study.to_dict()))
+    assert summary["comparison"]["models"][0]["recognised"]["n"] == 10  # one image per class
+    tensors = load_file(str(out / "fragility.safetensors"))
+    for name, net in zip(("plain", "copy"), nets, strict=True):
+        ours = fragility(net, x, eps=0.05, eps_space="pixels", labels=y, seed=0)
+        row = summary["fragility"][name]
+        assert row["top_k_intersection"] == ours.top_k_intersection.tolist()
+        assert row["median_intersection"] == ours.median_intersection
+        assert row["labels_kept"] == 16 and row["settings"]["eps"] == 0.05
+        assert torch.equal(tensors[f"{name}/adversarial"], ours.adversarial)
+        assert torch.equal(tensors[f"{name}/maps"], ours.maps)
+        said = summary["fragility_description"][name]["findings"]
+        assert [f["text"] for f in said] == ours.describe().sentences("en")
+    check = check_page(out / "index.html", screenshot="pages-robust-compare.png")
+    assert check.console_errors == () and check.outside() == () and check.broken_images == ()
+    assert check.serious_violations == () and check.scripts == 0
+    assert check.images == 5  # two map figures, alignment, class images, fragility
+    plain = summary["fragility"]["plain"]
+    assert f"{plain['median_intersection']:.3f}" in check.text
+    assert summary["description"]["findings"][0]["text"] in check.text
+    assert "Sanity curves" in check.text

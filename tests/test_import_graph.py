@@ -25,7 +25,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "models",
         "core",
         "attribution",
-        "trust inside anatomy robust decompose",
+        "trust inside anatomy decompose",
+        "robust",  # its comparison study composes trust's checks and inside's visualisations
         "viz",
         "reporting",
         "jobs tensorboard",

@@ -36,7 +36,12 @@ from seethrough.core.relevance import (
     ZPlus,
     make_composite,
 )
-from seethrough.errors import InvalidInputError, InvalidOptionError, RuleNotAppliedError
+from seethrough.errors import (
+    InvalidInputError,
+    InvalidOptionError,
+    NonFiniteError,
+    RuleNotAppliedError,
+)
 
 EPS2 = 0.01  # the ε of the top layer in the hand-computed net
 
@@ -537,3 +542,14 @@ def test_zbox_on_a_layer_that_does_not_see_the_input_raises() -> None:
             low=-1.0,
             high=1.0,
         )
+
+
+def test_a_vanishing_denominator_raises_with_the_fix_named() -> None:
+    """ε = 0: a dead unit's 0/0 makes the map NaN; the error says which option to change,
+    and a method without such options keeps the generic message."""
+    model, x = tiny_model(), tiny_inputs(n=3)
+    with pytest.raises(NonFiniteError, match=r"raise epsilon \(e\.g\. epsilon=1e-3\)"):
+        st.explain(model, x, st.Lrp(composite="epsilon", epsilon=0.0), target=1)
+    finite = st.explain(model, x, st.Lrp(composite="epsilon", epsilon=1e-3), target=1)
+    assert bool(torch.isfinite(finite.attributions).all())
+    assert st.Gradient().nonfinite_hint() == ""

@@ -352,6 +352,9 @@ def test_configured_method_objects_are_rows_of_their_own() -> None:
     assert (
         method_label(st.GradCam(relu=True, layer="conv3")) == "grad_cam(layer='conv3', relu=True)"
     )
+    # a tensor option is named by its shape, not printed (a JSON key once held a printout)
+    shap = st.DeepShap(baselines=torch.zeros(24, 1, 28, 28))
+    assert method_label(shap) == "deepshap(baselines=<tensor 24×1×28×28>)"
     with pytest.raises(InvalidOptionError, match="given more than once"):
         model_randomization(model, x, ["grad_cam", st.GradCam()], target=1)
     from seethrough.trust import data_randomization, edge_similarity_of

@@ -313,7 +313,7 @@ def _run(
 ) -> tuple[Explanation, Tensor | None]:
     """Run one method (``planned`` rows); its explanation, and the rows' top classes
     when its own pass found them."""
-    ctx.method = method.name
+    ctx.method, ctx.hint = method.name, method.nonfinite_hint()
     started, mark = time.perf_counter(), ctx.progress_mark()
     result = method.attribute_rows(ctx, call.rows, call.target)
     seconds = time.perf_counter() - started + extra_seconds

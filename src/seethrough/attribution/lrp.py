@@ -148,6 +148,13 @@ class Lrp(Method):
     def validate(self) -> None:
         self._composite(0.0, 1.0)  # option names and values, before any pass
 
+    def nonfinite_hint(self) -> str:
+        return (
+            "LRP's ε and z⁺ rules divide by each layer's output, which can be 0 (more often "
+            "with epsilon=0 or a tiny epsilon, or rules with bias=False): raise epsilon "
+            "(e.g. epsilon=1e-3) or keep the biases"
+        )
+
     def _boxed(self) -> bool:
         return isinstance(self.composite, str) and "low" in composite_options(self.composite)
 

@@ -135,6 +135,12 @@ class Method(abc.ABC):
         """Rows this method runs through the model for ``n`` input rows (for progress)."""
         return n * self.passes_per_row
 
+    def nonfinite_hint(self) -> str:
+        """What in this method's options can make its numbers non-finite, and the fix: a
+        clause added to the :class:`~seethrough.errors.NonFiniteError` it raises ("" for
+        none)."""
+        return ""
+
     @property
     def settings(self) -> Mapping[str, Any]:
         """The options as used, read-only (tensors described, not copied)."""

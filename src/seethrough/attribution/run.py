@@ -135,6 +135,7 @@ class PassContext:
         # the LoadedModel's preprocessing (mean/std), when the call has one: LRP's box bounds
         self.input_transform: object = None
         self.method = ""  # the method being run, for messages
+        self.hint = ""  # its Method.nonfinite_hint(), for the non-finite error
         self.shared: CleanPass | None = None
         self._planned = 1
         self._rows_done = 0
@@ -191,10 +192,12 @@ class PassContext:
         found = f"{what} is not finite (NaN or inf) for rows {_listed(rows)} on {step}"
         if self.nonfinite == "raise":
             prefix = f"{self.method}: " if self.method else ""
+            hint = f"{self.hint}; " if self.hint else ""
             raise NonFiniteError(
-                f"{prefix}{found}; an explanation of a non-finite score means nothing — check "
-                "the model and the inputs, or pass nonfinite='warn' (CLI: --nonfinite warn) to "
-                "continue with those rows marked in the result's nonfinite_rows"
+                f"{prefix}{found}; an explanation of a non-finite score means nothing — "
+                f"{hint}check the model and the inputs, or pass nonfinite='warn' (CLI: "
+                "--nonfinite warn) to continue with those rows marked in the result's "
+                "nonfinite_rows"
             )
         self._findings.append(found)
 

@@ -1,6 +1,6 @@
-"""``seethrough robust attack|evaluate``: adversarial examples of images, and robust
-accuracy with the checks for gradient masking (the work is in
-:mod:`seethrough.jobs.robust` and :mod:`seethrough.robust`)."""
+"""``seethrough robust attack|evaluate|compare``: adversarial examples of images, robust
+accuracy with the checks for gradient masking, and the comparison of several models'
+explanations (the work is in :mod:`seethrough.jobs.robust` and :mod:`seethrough.robust`)."""
 
 from __future__ import annotations
 
@@ -34,18 +34,30 @@ from ._shared import (
 )
 
 if TYPE_CHECKING:
-    from ..jobs.robust import AttackJobResult, EvaluateJobResult
+    from ..jobs.robust import AttackJobResult, CompareJobResult, EvaluateJobResult
     from ..models import LoadedModel
 
 FASHION = "fashion-mnist"  # the built-in dataset that jobs.robust.evaluation_data knows
 
-__all__ = ["ATTACKS", "EPS_SPACES", "NORMS", "parse_eps", "robust_group"]
+__all__ = [
+    "ATTACKS",
+    "COMPARE_METHODS",
+    "EPS_SPACES",
+    "FRAGILITY_METHODS",
+    "NORMS",
+    "parse_eps",
+    "robust_group",
+]
 
-# The library's names (seethrough.robust.NORMS, EPS_SPACES; jobs.robust.ATTACKS), written
-# here so that `seethrough --help` imports no torch; a test checks they agree.
+# The library's names (seethrough.robust.NORMS, EPS_SPACES, FRAGILITY_METHODS, compare's
+# default methods; jobs.robust.ATTACKS), written here so that `seethrough --help` imports
+# no torch; a test checks they agree.
 ATTACKS: tuple[str, ...] = ("pgd", "fgsm")
 NORMS: tuple[str, ...] = ("linf", "l2")
 EPS_SPACES: tuple[str, ...] = ("pixels", "input")
+COMPARE_METHODS: tuple[str, ...] = ("gradient", "integrated_gradients", "smoothgrad", "grad_cam")
+"""The default ``--methods`` of ``compare`` (the library's default ``methods``)."""
+FRAGILITY_METHODS: tuple[str, ...] = ("gradient", "gradient_x_input", "integrated_gradients")
 
 
 def parse_eps(text: str, flag: str = "--eps") -> tuple[float, ...]:
@@ -89,7 +101,8 @@ def _attack_target(text: str) -> Any:
 
 @click.group("robust")
 def robust_group() -> None:
-    """Adversarial attacks (FGSM, PGD) and robust accuracy with checks for gradient masking."""
+    """Adversarial attacks (FGSM, PGD), robust accuracy with checks for gradient masking,
+    and whether robust models explain better."""
 
 
 @robust_group.command("attack")
@@ -197,12 +210,14 @@ def attack_command(
     )
 
 
-def _single(radii: tuple[float, ...]) -> float:
-    if len(radii) != 1:
+def _single(radii: tuple[float, ...], flag: str = "--eps") -> float:
+    if len(radii) == 1:
+        return radii[0]
+    if flag == "--eps":
         raise InvalidOptionError(
             "--eps takes one radius for an attack; 'seethrough robust evaluate' takes several"
         )
-    return radii[0]
+    raise InvalidOptionError(f"{flag} takes one radius, got {len(radii)}")
 
 
 def _check_labels(labels: list[int | str], n: int, names: Any) -> None:
@@ -328,3 +343,222 @@ def _evaluate_notes(done: EvaluateJobResult) -> Iterator[str]:
         yield f"ε = {e:.4g}: robust accuracy {robust.format(3)}"
     if report.masking_suspected:
         yield "gradient masking suspected: see the warnings above and the page's checks"
+
+
+@robust_group.command("compare")
+@click.option(
+    "--models",
+    required=True,
+    metavar="MODELS",
+    help="Two or more models on the same data, separated by commas, each as --model takes "
+    "it (built-in name, file, 'package.module:object', ...); NAME=MODEL gives it a name "
+    "(e.g. plain=fashion-cnn,robust=fashion-cnn-robust).",
+)
+@click.option(
+    "--methods",
+    default=",".join(COMPARE_METHODS),
+    show_default=True,
+    help="Attribution methods (see 'seethrough methods'), separated by commas.",
+)
+@labelled_data_options(100)
+@click.option(
+    "--judge",
+    default=None,
+    metavar="MODEL",
+    help="An independent classifier on the same inputs (as --model): how often it "
+    "recognises each model's activation-maximisation images as their class.",
+)
+@click.option(
+    "--fragility-eps",
+    default=None,
+    metavar="EPS",
+    help="Also attack each model's explanations (Ghorbani et al., 2019) at this ε, in the "
+    "units of --eps-space (a number or a fraction such as 4/255).",
+)
+@named_option(
+    "--fragility-method", "fragility method", FRAGILITY_METHODS, "The map the attack moves."
+)
+@named_option("--eps-space", "eps space", EPS_SPACES, "Units of --fragility-eps.")
+@click.option(
+    "--training-eps",
+    default=None,
+    metavar="NAME=EPS,...",
+    help="Each model's training ε, for the alignment figure (the built-in Fashion CNNs' "
+    "are known; a model without one is shown apart).",
+)
+@click.option("--no-sanity", is_flag=True, help="Skip the model-randomization sanity curves.")
+@count_option("--sanity-images", "Images of the sanity curves (default: the first 16).")
+@click.option("--no-faithfulness", is_flag=True, help="Skip deletion and insertion AUC.")
+@click.option("--no-max-sensitivity", is_flag=True, help="Skip max-sensitivity.")
+@click.option(
+    "--no-activation-maximization",
+    is_flag=True,
+    help="Skip the class-logit activation-maximisation images.",
+)
+@count_option("--resamples", "Bootstrap resamples of every interval.", default=2000)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="DEVICE",
+    help="Where the models run: auto (CUDA when available), cpu, cuda or cuda:N.",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Allow loading plain pickles (runs code from the file: trusted files only).",
+)
+@seed_option
+@batch_option
+@choice_option("--lang", ("en", "zh"), "Language of the sentences.")
+@output_options("seethrough-compare")
+def compare_command(
+    *,
+    models: str,
+    methods: str,
+    data: str,
+    limit: int,
+    judge: str | None,
+    fragility_eps: str | None,
+    fragility_method: str,
+    eps_space: str,
+    training_eps: str | None,
+    no_sanity: bool,
+    sanity_images: int | None,
+    no_faithfulness: bool,
+    no_max_sensitivity: bool,
+    no_activation_maximization: bool,
+    resamples: int,
+    device: str,
+    allow_pickle: bool,
+    seed: int,
+    batch_size: int | None,
+    lang: str,
+    output: OutputChoice,
+) -> None:
+    """Do robust models explain better? Per model: clean accuracy, alignment (Etmann et
+    al., 2019); per model and method: edge similarity, sanity curves, faithfulness,
+    max-sensitivity; activation-maximisation images; with --fragility-eps, the fragility
+    of the maps. Writes compare.json, the figures and index.html into --out."""
+    named = _model_list(models)
+    from ._methods import method_names
+
+    chosen = method_names(methods)
+    radius = (
+        None
+        if fragility_eps is None
+        else _single(parse_eps(fragility_eps, "--fragility-eps"), "--fragility-eps")
+    )
+    trained = _training_eps(training_eps, [name for name, _ in named])
+    _check_data(data)
+    output.check()
+    where = resolve_device(device)
+    nets = [_other_model(spec, "--models", where, allow_pickle) for _, spec in named]
+    referee = None if judge is None else _other_model(judge, "--judge", where, allow_pickle)
+    from ..jobs.robust import evaluation_data, run_compare
+
+    run_job(
+        output,
+        run_compare,
+        nets,
+        evaluation_data(nets[0], data, limit),
+        names=[name for name, _ in named],
+        methods=chosen,
+        judge=referee,
+        fragility_eps=radius,
+        fragility_method=fragility_method,
+        eps_space=eps_space,
+        training_eps=trained,
+        sanity=not no_sanity,
+        sanity_images=sanity_images,
+        faithfulness=not no_faithfulness,
+        max_sensitivity=not no_max_sensitivity,
+        activation_maximization=not no_activation_maximization,
+        resamples=resamples,
+        seed=seed,
+        batch_size=batch_size,
+        lang=lang,
+        notes=_compare_notes,
+    )
+
+
+def _items(text: str, flag: str, what: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",")]
+    if any(p == "" for p in parts):
+        raise InvalidOptionError(
+            f"{flag} {text!r} has an empty item; give {what} separated by commas"
+        )
+    return parts
+
+
+def _model_list(text: str) -> list[tuple[str, str]]:
+    """``--models`` → (name, spec) pairs: ``NAME=SPEC`` or ``SPEC`` (named after itself)."""
+    named = []
+    for part in _items(text, "--models", "two or more models"):
+        name, sep, spec = part.partition("=")
+        name, spec = (name.strip(), spec.strip()) if sep else (part, part)
+        if not name or not spec:
+            raise InvalidOptionError(
+                f"--models item {part!r}: give NAME=MODEL (both non-empty) or a MODEL"
+            )
+        named.append((name, spec))
+    names = [name for name, _ in named]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidOptionError(
+            f"--models names {twice[0]!r} twice; give each model once, or name the copies "
+            f"(NAME=MODEL, e.g. a={twice[0]},b={twice[0]})"
+        )
+    if len(named) < 2:
+        raise InvalidOptionError(
+            f"--models {text!r} names one model; a comparison needs two or more, separated "
+            "by commas"
+        )
+    return named
+
+
+def _training_eps(text: str | None, names: list[str]) -> dict[str, float]:
+    """``--training-eps NAME=EPS,...`` → {model name: ε}, each name one of ``--models``."""
+    if text is None:
+        return {}
+    found: dict[str, float] = {}
+    for part in _items(text, "--training-eps", "NAME=EPS pairs"):
+        name, sep, value = (p.strip() for p in part.partition("="))
+        if not sep:
+            raise InvalidOptionError(
+                f"--training-eps item {part!r} is not NAME=EPS (e.g. robust=0.1)"
+            )
+        if name not in names:
+            from ..errors import suggest
+
+            raise InvalidOptionError(
+                f"--training-eps names {name!r}, not a model of --models"
+                f"{suggest(name, names)} (valid: {', '.join(names)})"
+            )
+        found[name] = _single(parse_eps(value, "--training-eps"), "--training-eps")
+    return found
+
+
+def _other_model(spec: str, flag: str, device: str, allow_pickle: bool) -> LoadedModel:
+    """A model of ``--models`` or ``--judge``, on ``device``, its errors naming ``flag``."""
+    from ..models import load_model
+    from ..models.zoo import argument_names
+
+    with _current_folder_importable(), argument_names(spec=flag + " {}"):
+        return load_model(spec, device=device, allow_pickle=allow_pickle)
+
+
+def _compare_notes(done: CompareJobResult) -> Iterator[str]:
+    for m in done.result.models:
+        yield (
+            f"{m.name}: clean accuracy {m.clean_accuracy.format(3)}, alignment "
+            f"{m.alignment.format(3)}"
+        )
+    for name, r in done.fragility.items():
+        noise = r.median_random_intersection
+        random = "" if noise is None else f" (random ±ε: {noise:.3f})"
+        yield (
+            f"{name}: fragility attack, median top-{r.settings.top_k} intersection "
+            f"{r.median_intersection:.3f}{random}"
+        )
+    yield from done.result.describe().sentences(done.summary["lang"])

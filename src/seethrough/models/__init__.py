@@ -4,6 +4,7 @@ from seethrough.models.efficientnet_lite import EfficientNetLite, efficientnet_l
 from seethrough.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from seethrough.models.zoo import (
     EFFICIENTNET_LITE0_PREPROCESS,
+    FASHION_CNN_VARIANTS,
     MODELS,
     LoadedModel,
     imagenet_labels,
@@ -12,6 +13,7 @@ from seethrough.models.zoo import (
 
 __all__ = [
     "EFFICIENTNET_LITE0_PREPROCESS",
+    "FASHION_CNN_VARIANTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODELS",

@@ -27,7 +27,15 @@ __all__ = [
 FASHION_CNN_WEIGHTS = {
     "true_labels": "fashion_cnn.safetensors",
     "random_labels": "fashion_cnn_random_labels.safetensors",
+    "pgd_0.05": "fashion_cnn_pgd_0.05.safetensors",
+    "pgd_0.1": "fashion_cnn_pgd_0.1.safetensors",
+    "pgd_0.2": "fashion_cnn_pgd_0.2.safetensors",
+    "gradreg": "fashion_cnn_gradreg.safetensors",
 }
+"""The shipped weights of this architecture: the reference model, its random-label twin
+(``scripts/train_fashion_cnn.py``), and the robust siblings
+(``scripts/train_robust_fashion_cnn.py``): PGD-7 adversarially trained at L∞ ε = 0.05,
+0.1 and 0.2 (pixels in [0, 1]), and double-backpropagation gradient-regularised."""
 
 
 class FashionCNN(nn.Module):

@@ -40,6 +40,7 @@ from seethrough.models.preprocess import INTERPOLATIONS, Preprocess
 __all__ = [
     "EFFICIENTNET_LITE0_PREPROCESS",
     "FASHION_CNN_PREPROCESS",
+    "FASHION_CNN_VARIANTS",
     "MODELS",
     "LoadedModel",
     "argument_names",
@@ -49,9 +50,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("efficientnet-lite0", "fashion-cnn")
+FASHION_CNN_VARIANTS: Mapping[str, str] = {
+    "fashion-cnn": "true_labels",
+    "fashion-cnn-robust": "pgd_0.1",
+    "fashion-cnn-pgd-0.05": "pgd_0.05",
+    "fashion-cnn-pgd-0.1": "pgd_0.1",
+    "fashion-cnn-pgd-0.2": "pgd_0.2",
+    "fashion-cnn-gradreg": "gradreg",
+}
+"""Built-in names of the Fashion-MNIST CNN's shipped weights (keys of
+:data:`~seethrough.models.fashion_cnn.FASHION_CNN_WEIGHTS`): the reference model; PGD-7
+adversarially trained at L∞ ε = 0.05, 0.1 (also ``fashion-cnn-robust``) and 0.2 pixels;
+and gradient-regularised (double backpropagation). ``scripts/train_robust_fashion_cnn.py``
+makes the robust ones; their training record is ``fashion_cnn_robust_training.json``."""
+
+MODELS: tuple[str, ...] = ("efficientnet-lite0", *FASHION_CNN_VARIANTS)
 """Built-in models: ImageNet EfficientNet-Lite0, and the project's Fashion-MNIST CNN
-(28 × 28 grayscale, :mod:`seethrough.models.fashion_cnn`)."""
+(28 × 28 grayscale, :mod:`seethrough.models.fashion_cnn`) with its robust siblings
+(:data:`FASHION_CNN_VARIANTS`)."""
 
 # Measured, not assumed: see docs/preprocessing.md and scripts/measure_preprocessing.py.
 # TensorFlow EfficientNet-Lite's (x * 255 - 127) / 128, bicubic, 224 px from the central 87.5 %.
@@ -304,8 +320,8 @@ def _from_import_path(spec: str, weights: Path | None, allow_pickle: bool) -> _D
 
 
 def _builtin(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
-    if name == "fashion-cnn":
-        return _fashion_cnn(weights, allow_pickle)
+    if name in FASHION_CNN_VARIANTS:
+        return _fashion_cnn(name, weights, allow_pickle)
     path = weights if weights is not None else _packaged_lite0_weights()
     state_dict = read_state_dict(path, allow_pickle=allow_pickle)
     fc = state_dict.get("_fc.weight")
@@ -317,19 +333,16 @@ def _builtin(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
     return _Draft(module, name, source, EFFICIENTNET_LITE0_PREPROCESS, labels)
 
 
-def _fashion_cnn(weights: Path | None, allow_pickle: bool) -> _Draft:
+def _fashion_cnn(name: str, weights: Path | None, allow_pickle: bool) -> _Draft:
     from .fashion_cnn import FashionCNN, packaged_weights
 
-    state_dict = read_state_dict(
-        weights if weights is not None else packaged_weights(), allow_pickle=allow_pickle
-    )
+    path = weights if weights is not None else packaged_weights(FASHION_CNN_VARIANTS[name])
+    state_dict = read_state_dict(path, allow_pickle=allow_pickle)
     module = FashionCNN()
     state_dict = {k: v.float() for k, v in state_dict.items()}  # shipped as float16
-    load_state_dict_into(module, state_dict, "fashion-cnn")
-    source = "fashion-cnn" if weights is None else f"fashion-cnn with weights {weights}"
-    return _Draft(
-        module, "fashion-cnn", source, FASHION_CNN_PREPROCESS, tuple(FASHION_MNIST_CLASSES)
-    )
+    load_state_dict_into(module, state_dict, name)
+    source = name if weights is None else f"{name} with weights {weights}"
+    return _Draft(module, name, source, FASHION_CNN_PREPROCESS, tuple(FASHION_MNIST_CLASSES))
 
 
 def _packaged_lite0_weights() -> Path:

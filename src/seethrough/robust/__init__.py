@@ -4,6 +4,15 @@ gradient masking, and (next) adversarially trained and gradient-regularised mode
 from __future__ import annotations
 
 from .attacks import EPS_SPACES, NORMS, AttackResult, AttackSettings, fgsm, pgd
+from .compare import (
+    CompareSettings,
+    Estimate,
+    MethodSummary,
+    ModelSummary,
+    RobustnessComparison,
+    alignment,
+    compare,
+)
 from .evaluate import (
     CHECKS,
     EvaluationSettings,
@@ -12,6 +21,7 @@ from .evaluate import (
     RobustnessReport,
     evaluate,
 )
+from .fragility import FRAGILITY_METHODS, FragilityResult, FragilitySettings, fragility
 
 __all__: list[str] = [
     "CHECKS",
@@ -19,6 +29,13 @@ __all__: list[str] = [
     "NORMS",
     "AttackResult",
     "AttackSettings",
+    "CompareSettings",
+    "Estimate",
+    "MethodSummary",
+    "ModelSummary",
+    "RobustnessComparison",
+    "alignment",
+    "compare",
     "EvaluationSettings",
     "GradientMaskingWarning",
     "MaskingCheck",
@@ -26,4 +43,8 @@ __all__: list[str] = [
     "evaluate",
     "fgsm",
     "pgd",
+    "FRAGILITY_METHODS",
+    "FragilityResult",
+    "FragilitySettings",
+    "fragility",
 ]

@@ -323,7 +323,11 @@ def method_label(method: MethodLike) -> str:
         except (TypeError, RuntimeError, ValueError):  # e.g. tensors: never "equal"
             same = False
         if not same:
-            changed.append(f"{f.name}={shown!r}")
+            if isinstance(shown, torch.Tensor):  # a label, not a printout of the values
+                text = f"<tensor {'×'.join(str(d) for d in shown.shape)}>"
+            else:
+                text = repr(shown)
+            changed.append(f"{f.name}={text}")
     return f"{method.name}({', '.join(changed)})" if changed else method.name
 
 

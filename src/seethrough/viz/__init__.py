@@ -14,7 +14,15 @@ from .inside import (
     plot_traces,
     plot_visualization,
 )
-from .robust import perturbation_display, plot_adversarial, plot_robust_accuracy
+from .robust import (
+    perturbation_display,
+    plot_adversarial,
+    plot_alignment,
+    plot_class_images,
+    plot_comparison,
+    plot_fragility,
+    plot_robust_accuracy,
+)
 from .sanity import plot_randomization_grid, plot_similarity_curves
 
 __all__ = [
@@ -25,15 +33,19 @@ __all__ = [
     "perturbation_display",
     "plot",
     "plot_adversarial",
+    "plot_alignment",
     "plot_anatomy",
     "plot_card",
     "plot_circuit",
     "plot_circuit_overlap",
+    "plot_class_images",
+    "plot_comparison",
     "plot_concept_links",
     "plot_concepts",
     "plot_dream",
     "plot_feature_maps",
     "plot_filters",
+    "plot_fragility",
     "plot_inversion",
     "plot_randomization_grid",
     "plot_robust_accuracy",
