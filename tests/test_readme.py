@@ -157,7 +157,11 @@ def test_readme_python_blocks_run_in_order(project: Path) -> None:
 # The README says these lines take minutes and names, on the line, a faster choice.
 FASTER = {"seethrough explain": "--methods gradient,grad_cam", "seethrough report": "--quick"}
 # Lines that take more than ~20 s here (integrated gradients on two photos, 2 CPU cores).
-SLOW = {"seethrough explain cat.jpg photos/", "seethrough report"}
+SLOW = {
+    "seethrough explain cat.jpg photos/",
+    "seethrough report",
+    "seethrough robust compare",  # about a minute
+}
 
 
 def shell_lines() -> list[str]:
