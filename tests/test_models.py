@@ -75,7 +75,15 @@ def test_builtin_classifies_scikit_image_photos(builtin: LoadedModel) -> None:
 
 
 def test_builtin_metadata(builtin: LoadedModel) -> None:
-    assert MODELS == ("efficientnet-lite0", "fashion-cnn")
+    assert MODELS == (
+        "efficientnet-lite0",
+        "fashion-cnn",
+        "fashion-cnn-robust",
+        "fashion-cnn-pgd-0.05",
+        "fashion-cnn-pgd-0.1",
+        "fashion-cnn-pgd-0.2",
+        "fashion-cnn-gradreg",
+    )
     assert builtin.name == "efficientnet-lite0"
     assert builtin.source == "efficientnet-lite0"
     assert builtin.preprocess == EFFICIENTNET_LITE0_PREPROCESS

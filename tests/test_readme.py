@@ -268,6 +268,10 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("features", "invert"): [
         *("scan.png", "--model", "mypkg.nets:trained_net", "--layer", "2", "--steps", "2"),
     ],
+    ("robust", "compare"): [
+        *("--methods", "gradient", "--limit", "4", "--no-sanity", "--no-faithfulness"),
+        *("--no-max-sensitivity", "--no-activation-maximization"),
+    ],
 }
 
 

@@ -351,8 +351,8 @@ def _evaluate_notes(done: EvaluateJobResult) -> Iterator[str]:
     required=True,
     metavar="MODELS",
     help="Two or more models on the same data, separated by commas, each as --model takes "
-    "it (built-in name, file, 'package.module:object', ...); NAME=MODEL gives it a name "
-    "(e.g. plain=fashion-cnn,robust=fashion-cnn-robust).",
+    "it (built-in name, file, 'package.module:object', ...); NAME=MODEL gives it a "
+    "name: 'plain=fashion-cnn,robust=fashion-cnn-robust' shows them as plain and robust.",
 )
 @click.option(
     "--methods",
