@@ -471,3 +471,22 @@ def test_rectifiers_hidden_in_torchscript_raise_instead_of_a_silent_no_op() -> N
     scripted = torch.jit.script(eager)
     with pytest.raises(RuleNotAppliedError, match="TorchScript"):
         fragility(scripted, x, eps=0.1, steps=2, top_k=20, valid_range=(-5, 5))
+
+
+def test_progress_counts_every_row_once_in_order() -> None:
+    """``progress(done, total)`` after each chunk: increasing, ending at (n, n) — for
+    fragility and, through the same Budget.report_to, for pgd."""
+    net = st.load_model("fashion-cnn")
+    test = load_fashion_mnist("test")
+    x, y = test.inputs(0, 5), test.labels[:5]
+    for run in (
+        lambda p: fragility(
+            net, x, eps=EPS, eps_space="pixels", labels=y, steps=1, batch_size=2, progress=p
+        ),
+        lambda p: pgd(
+            net, x, labels=y, eps=EPS, eps_space="pixels", steps=1, batch_size=2, progress=p
+        ),
+    ):
+        calls: list[tuple[int, int]] = []
+        run(lambda done, total, calls=calls: calls.append((done, total)))
+        assert [c[0] for c in calls] == [2, 4, 5] and {c[1] for c in calls} == {5}

@@ -113,6 +113,19 @@ class Budget:
             self._channels_last = _channels_last_agrees(model, x[:1])
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
+    def report_to(self, progress: Progress | None, total: int) -> None:
+        """After each chunk :meth:`run` passes, call ``progress(rows_done, total)``
+        (nothing when ``progress`` is None)."""
+        if progress is None:
+            return
+        done = [0]
+
+        def on_rows(rows: int) -> None:
+            done[0] += rows
+            progress(done[0], total)
+
+        self.on_rows = on_rows
+
     def run(self, total: int, step: Callable[[int, int], None]) -> None:
         """Call ``step(start, stop)`` over ``range(total)`` in chunks that fit in memory."""
         start = 0

@@ -750,14 +750,7 @@ def _run(
 ) -> dict[str, Tensor]:
     """Every chunk of rows through :func:`_attack_rows`; the result's tensors."""
     n = len(x)
-    if progress is not None:
-        done = [0]
-
-        def on_rows(rows: int) -> None:
-            done[0] += rows
-            progress(done[0], n)
-
-        budget.on_rows = on_rows
+    budget.report_to(progress, n)
     adversarial = torch.empty_like(x)
     margin = torch.empty(n, dtype=x.dtype, device=x.device)
     predicted = torch.empty(n, dtype=torch.long, device=x.device)

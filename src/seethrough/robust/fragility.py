@@ -837,14 +837,7 @@ class _Attack:
         """Every chunk of rows through :meth:`rows`; the result's tensors."""
         n = len(x)
         budget = Budget(batch_size, device=x.device, layout="contiguous")
-        if progress is not None:
-            done = [0]
-
-            def on_rows(rows: int) -> None:
-                done[0] += rows
-                progress(done[0], n)
-
-            budget.on_rows = on_rows
+        budget.report_to(progress, n)
         parts: list[dict[str, Tensor | None]] = []
 
         def step_rows(start: int, stop: int) -> None:
