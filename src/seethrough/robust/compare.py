@@ -73,6 +73,7 @@ from ..trust import method_label, model_randomization, sobel_edges, spearman, ss
 from ..trust.faithfulness import deletion, insertion
 from ..trust.faithfulness import max_sensitivity as max_sensitivity_metric
 from ..words import Description, Finding, Term, Value, method_term
+from .attacks import _margins
 
 __all__ = [
     "METHOD_METRICS",
@@ -533,10 +534,8 @@ def _margin_gradients(module: nn.Module, x: Tensor, y: Tensor, batch_size: int |
         rows = x[start:stop].detach().clone().requires_grad_(True)
         logits = logits_of(module(rows))
         _check_classes(y, logits.shape[1])
-        mine = target[start:stop, None]
-        own = logits.gather(1, mine)[:, 0]
-        others = logits.scatter(1, mine, float("-inf")).amax(dim=1)
-        (grad,) = torch.autograd.grad((own - others).sum(), rows)
+        margin = _margins(logits, target[start:stop])  # the attacks' Ψ, one definition
+        (grad,) = torch.autograd.grad(margin.sum(), rows)
         parts.append(grad.detach())
 
     with guarded(module, [x.device]):
