@@ -66,4 +66,8 @@ log "PGD-k adversarial training vs plain epoch × (k+1) and a torchattacks loop"
 timeout 120 python3 benchmarks/bench_adv_training.py --device cuda --batches 100 --repeats 3 \
     --json "$out/bench-adv-training-cuda.json" 2>&1 | tail -10
 
+log "dataset runs: images/s against the forward+backward roofline (Fashion CNN, Lite0 on photos)"
+timeout 150 python3 benchmarks/bench_dataset.py --device cuda --fashion 10000 --ig-images 2000 \
+    --photos 256 --repeats 2 --json "$out/bench-dataset-cuda.json" 2>&1 | tail -10
+
 log "done"

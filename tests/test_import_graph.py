@@ -25,7 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "models",
         "core",
         "attribution",
-        "trust inside anatomy decompose",
+        "trust inside anatomy decompose scale",  # scale: dataset runs and SpRAy
         "robust",  # its comparison study composes trust's checks and inside's visualisations
         "viz",
         "reporting",
@@ -49,7 +49,7 @@ MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 
 def package_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1:
+    if len(parts) == 1 or parts[1] == "__main__":  # `python -m seethrough`: the root's own
         return "<root>"
     return parts[1]
 

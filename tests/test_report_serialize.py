@@ -155,7 +155,8 @@ def test_write_json_is_quiet_when_every_number_is_finite(tmp_path: Path) -> None
 
 # The keys each result's JSON had when every result wrote its own (``to_dict``): users and
 # scripts read them, so they are kept. Values are the same numbers, written exactly.
-ABLATION_KEYS = {"baseline", "seed", "seconds", "batched", "ablations"}
+# (``skipped``, the unreadable images of a streamed source, was added with issue 15: an addition)
+ABLATION_KEYS = {"baseline", "seed", "seconds", "batched", "ablations", "skipped"}
 ABLATION_ROW_KEYS = {"name", "layer", "channels", "mode", "accuracy_drop"}
 EVALUATION_KEYS = {"accuracy", "loss", "class_accuracy", "class_loss", "class_counts"}
 FILTER_KEYS = {

@@ -59,15 +59,16 @@ if TYPE_CHECKING:
         fuse_layers,
         method_names,
     )
-    from .data import LoadedImage, load_image, load_images
+    from .data import LoadedImage, load_image, load_images, open_run
     from .errors import SeethroughError
     from .jobs.report import report
     from .models import MODELS, LoadedModel, Preprocess, load_model
+    from .scale import explain_dataset
     from .trust import RandomizationResult, model_randomization
 
 #: The subpackages that the names of ``__all__`` come from, lowest layer first: a name is
 #: looked up in their own ``__all__`` lists on first use, so each is declared once, at home.
-_HOMES = ("errors", "data", "models", "attribution", "trust", "jobs.report")
+_HOMES = ("errors", "data", "models", "attribution", "trust", "scale", "jobs.report")
 
 __all__ = [
     "__version__",
@@ -113,12 +114,14 @@ __all__ = [
     "SmoothGrad",
     "XGradCam",
     "explain",
+    "explain_dataset",
     "fuse_layers",
     "load_image",
     "load_images",
     "load_model",
     "method_names",
     "model_randomization",
+    "open_run",
     "report",
 ]
 

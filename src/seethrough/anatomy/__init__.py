@@ -19,11 +19,13 @@ from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
 from .probes import (
     Probe,
     ProbeTable,
+    SourceActivations,
     collect_activations,
     fit_probe,
     paired_p_value,
     probe_layers,
     random_copy,
+    source_activations,
     surrogate_labels,
 )
 from .tcav import TcavResult, tcav, tcav_concepts
@@ -38,6 +40,7 @@ __all__ = [
     "ModuleGradients",
     "Probe",
     "ProbeTable",
+    "SourceActivations",
     "TcavResult",
     "ablate",
     "ablate_weights",
@@ -52,6 +55,7 @@ __all__ = [
     "probe_layers",
     "random_copy",
     "reference_statistics",
+    "source_activations",
     "surrogate_labels",
     "tcav",
     "tcav_concepts",

@@ -20,13 +20,21 @@ network after the layer runs on the repeated rows. The cost of a sweep over ``K`
 channels is one pass up to the layer plus ``K`` passes after it, not ``K`` full passes.
 Models whose later code reads the batch size from the input (``x.view(batch, -1)``) are
 detected and run with repeated inputs instead.
+
+A dataset too large for memory is given as an :class:`~seethrough.data.ImageSource` of
+model inputs (:func:`seethrough.core.datasets.model_source`: a folder of class
+subfolders, a CSV/Parquet list, Fashion-MNIST): it is streamed in batches, each batch
+evaluated with nothing ablated and with every ablation, and only per-class sums are kept
+— memory is one batch plus the reference pool, whatever the dataset's size. Unreadable
+images are skipped, counted (``AblationResult.skipped``) and logged.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +43,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
+from ..core.datasets import stream
 from ..core.guard import guarded, unwrap_model
+from ..core.guard import model_device as _device_of
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
+from ..data.sources import ImageSource, Item
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
 from ..words import Description
 
@@ -49,6 +60,7 @@ __all__ = [
     "ablate",
     "ablate_weights",
     "check_labelled",
+    "check_source",
     "evaluate",
     "reference_statistics",
 ]
@@ -58,6 +70,8 @@ DEFAULT_ROWS = 256
 """Rows per forward pass after the layer when ``batch_size`` is not given (CPU)."""
 
 Progress = Callable[[int, int], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ class AblationResult:
     seconds: float
     batched: bool
     settings: Mapping[str, Any] = field(default_factory=dict)
+    skipped: int = 0
+    """Images of a source that could not be read (not evaluated); 0 for tensors."""
 
     @property
     def accuracy_drop(self) -> Tensor:
@@ -164,6 +180,107 @@ def check_labelled(inputs: Any, labels: Any, module: nn.Module) -> tuple[Tensor,
     return inputs.detach(), labels.detach().to(inputs.device).long()
 
 
+def check_source(source: ImageSource, labels: Any, what: str) -> None:
+    """Validate an :class:`~seethrough.data.ImageSource` given as a labelled dataset:
+    no ``labels=`` beside it, at least one image, and labels of its own (checked on its
+    first image here; :func:`source_batches` checks every batch as it streams)."""
+    if labels is not None:
+        raise InvalidInputError(
+            f"{what}: labels= is for tensor inputs; an image source has its own labels "
+            "(from its class folders or its list's label column) — pass labels=None"
+        )
+    if len(source) == 0:
+        raise InvalidInputError(f"{what}: the image source {_named(source)} holds no images")
+    path, label = source.record(0)
+    if label < 0:
+        raise unlabelled_error(what, source, path)
+
+
+def unlabelled_error(what: str, source: ImageSource, path: str) -> InvalidInputError:
+    """The error for an image of ``source`` without a label (``path``), naming the fix."""
+    return InvalidInputError(
+        f"{what} needs labelled images, but {_named(source)} has no label for {path}; give a "
+        "folder with one subfolder per class, a list file with a label column "
+        "(label_column=...), or a dataset of (image, label) pairs"
+    )
+
+
+def _named(source: ImageSource) -> str:
+    return repr(source.spec) if source.spec else f"the {type(source).__name__}"
+
+
+def model_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters (else buffers) live; the CPU for a module with none."""
+    return _device_of(module) or torch.device("cpu")
+
+
+class Skips:
+    """Counts a source's unreadable images as they stream past (and calls
+    ``then(count)`` for each batch that has some); :meth:`warn` logs one warning with
+    the count and the first of them."""
+
+    def __init__(self, what: str, then: Callable[[int], None] | None = None) -> None:
+        self.what = what
+        self.then = then
+        self.count = 0
+        self.first: Item | None = None
+
+    def __call__(self, failed: Sequence[Item]) -> None:
+        for item in failed:
+            log.debug("%s: skipped %s: %s", self.what, item.path, item.error)
+            self.first = self.first or item
+        self.count += len(failed)
+        if self.then is not None:
+            self.then(len(failed))
+
+    def warn(self) -> None:
+        if self.first is not None:
+            log.warning(
+                "%s: skipped %d unreadable image(s), e.g. %s: %s",
+                self.what,
+                self.count,
+                self.first.path,
+                self.first.error,
+            )
+
+    def nothing_read(self, source: ImageSource) -> InvalidInputError:
+        """The error for a source none of whose images could be read."""
+        example = f" (e.g. {self.first.path}: {self.first.error})" if self.first else ""
+        return InvalidInputError(
+            f"{self.what}: none of the {len(source)} images of {_named(source)} could be "
+            f"read{example}"
+        )
+
+
+def source_batches(
+    source: ImageSource,
+    batch_size: int,
+    device: torch.device,
+    skips: Skips,
+    *,
+    labelled: bool = True,
+    indices: Sequence[int] | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(inputs, labels)`` of ``source`` on ``device``, ``batch_size`` images at a time
+    (:func:`seethrough.core.datasets.stream`); unreadable images go to ``skips``, and with
+    ``labelled`` an unlabelled image raises :class:`InvalidInputError` naming its path."""
+    for batch in stream(
+        source,
+        batch_size,
+        indices=indices,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    ):
+        if batch.failed:
+            skips(batch.failed)
+        if not len(batch):
+            continue
+        if labelled and int(batch.labels.min()) < 0:
+            raise unlabelled_error(skips.what, source, batch.paths[int(batch.labels.argmin())])
+        yield batch.inputs.to(device), batch.labels.to(device)
+
+
 def _check_ablation(module: nn.Module, ablation: Ablation) -> None:
     if not isinstance(ablation, Ablation):
         raise InvalidOptionError(
@@ -187,26 +304,66 @@ class _Stats:
 
 def reference_statistics(
     model: nn.Module,
-    reference: Tensor,
+    reference: Tensor | ImageSource,
     layers: Sequence[str],
     *,
     batch_size: int | None = None,
+    size: int | None = None,
+    num_workers: int = 0,
 ) -> dict[str, Tensor]:
     """Each layer's output for the ``reference`` inputs, ``(R, …)`` (CPU-side pool for
-    ``"mean"`` and ``"resample"`` ablations)."""
+    ``"mean"`` and ``"resample"`` ablations).
+
+    ``reference`` is a tensor of inputs, or an :class:`~seethrough.data.ImageSource` of
+    model inputs streamed in batches (unreadable images skipped; its labels unused).
+    ``size``: only the first ``size`` inputs (of a source: its first ``size`` readable
+    images); ``None``: all."""
     outputs: dict[str, list[Tensor]] = {name: [] for name in layers}
-    budget = Budget(batch_size or DEFAULT_ROWS, reference.device)
+    device = model_device(model) if isinstance(reference, ImageSource) else reference.device
+    rows = batch_size or DEFAULT_ROWS
+    budget = Budget(rows, device)
 
-    def step(start: int, stop: int) -> None:
-        with HookSet() as hooks:
-            for name in layers:
-                hooks.add(find_layer(model, name).register_forward_hook(_keeper(outputs[name])))
-            with torch.inference_mode():
-                model(reference[start:stop])
+    def run(x: Tensor) -> None:
+        def step(start: int, stop: int) -> None:
+            with HookSet() as hooks:
+                for name in layers:
+                    hooks.add(find_layer(model, name).register_forward_hook(_keeper(outputs[name])))
+                with torch.inference_mode():
+                    model(x[start:stop])
 
-    with guarded(model, [reference.device]):
-        budget.run(len(reference), step)
+        budget.run(len(x), step)
+
+    with guarded(model, [device]):
+        if not isinstance(reference, ImageSource):
+            run(reference if size is None else reference[:size])
+        else:
+            _stream_reference(reference, size, rows, device, num_workers, run)
     return {name: torch.cat(parts) for name, parts in outputs.items()}
+
+
+def _stream_reference(
+    source: ImageSource,
+    size: int | None,
+    rows: int,
+    device: torch.device,
+    num_workers: int,
+    run: Callable[[Tensor], None],
+) -> None:
+    """Feed the first ``size`` readable images of ``source`` (all: ``None``) to ``run``."""
+    skips = Skips("reference_statistics")
+    wanted = len(source) if size is None else size
+    taken = 0
+    chunk = max(1, min(rows, wanted))
+    for x, _ in source_batches(
+        source, chunk, device, skips, labelled=False, num_workers=num_workers
+    ):
+        kept = x[: wanted - taken]
+        run(kept)
+        taken += len(kept)
+        if taken >= wanted:
+            break
+    if taken == 0:
+        raise skips.nothing_read(source)
 
 
 def _keeper(store: list[Tensor]) -> Callable[[nn.Module, Any, Any], None]:
@@ -365,61 +522,62 @@ def _logits(output: Any) -> Tensor:
     return logits_of(output)
 
 
-def _draws(
-    group: Sequence[Ablation], members: Sequence[int], stats: _Stats | None, n: int, seed: int
-) -> list[Tensor | None]:
-    """Per resample ablation ``k``, the reference row each image copies (from ``seed + k``;
-    independent of chunking)."""
-    draws: list[Tensor | None] = []
-    for a, k in zip(group, members):
-        if a.mode != "resample":
-            draws.append(None)
-            continue
-        assert stats is not None
-        generator = torch.Generator().manual_seed(seed + k)
-        draws.append(torch.randint(len(stats.pool), (n,), generator=generator))
-    return draws
+class _Sweep:
+    """The ablations of one layer, fed batch after batch of images: per-class correct
+    counts and loss sums ``(len(group), classes)``, and whether the layer's output could
+    be expanded (``expand``; else the inputs were repeated)."""
 
+    def __init__(
+        self,
+        module: nn.Module,
+        group: Sequence[Ablation],
+        members: Sequence[int],
+        stats: _Stats | None,
+        classes: int,
+        rows: int,
+        seed: int,
+    ) -> None:
+        k = len(group)
+        self.module, self.group, self.stats, self.classes = module, group, stats, classes
+        self.correct = torch.zeros(k, classes, dtype=torch.float64)
+        self.losses = torch.zeros(k, classes, dtype=torch.float64)
+        self.images = max(1, rows // k)  # all ablations of a chunk in one pass when they fit
+        self.per_pass = max(1, rows // self.images)
+        # Resample ablation k draws one reference row per image, in order, from its own
+        # generator (seed + k): the draws do not depend on chunking or batching.
+        self.generators = [
+            torch.Generator().manual_seed(seed + m) if a.mode == "resample" else None
+            for a, m in zip(group, members)
+        ]
+        self.layer = find_layer(module, group[0].layer)
+        self.expand = True
+        self.masks: dict[int, dict[tuple[str, int], Tensor | None]] = {}
+        self.budget: Budget | None = None
 
-def _sweep_layer(
-    module: nn.Module,
-    x: Tensor,
-    labels: Tensor,
-    group: Sequence[Ablation],
-    members: Sequence[int],
-    stats: _Stats | None,
-    classes: int,
-    rows: int,
-    seed: int,
-    advance: Callable[[int], None],
-) -> tuple[Tensor, Tensor, bool]:
-    """Per-class correct counts and loss sums ``(len(group), classes)``; whether the
-    layer's output could be expanded (else inputs were repeated)."""
-    k = len(group)
-    correct = torch.zeros(k, classes, dtype=torch.float64)
-    losses = torch.zeros(k, classes, dtype=torch.float64)
-    images = max(1, rows // k)  # all ablations of a chunk in one pass when they fit
-    per_pass = max(1, rows // images)
-    draws = _draws(group, members, stats, len(x), seed)
-    layer = find_layer(module, group[0].layer)
-    expand = True
+    def _draws(self, n: int) -> list[Tensor | None]:
+        draws: list[Tensor | None] = []
+        for generator in self.generators:
+            if generator is None:
+                draws.append(None)
+                continue
+            assert self.stats is not None
+            draws.append(torch.randint(len(self.stats.pool), (n,), generator=generator))
+        return draws
 
-    masks: dict[int, dict[tuple[str, int], Tensor | None]] = {}
-
-    def run(chunk: Tensor, part: list[int], picks: list[Tensor | None]) -> Tensor | None:
-        cache = masks.setdefault(part[0], {})
-        hook = _Expander([group[j] for j in part], stats, picks, expand, cache)
-        feed = chunk if expand else chunk.repeat(len(part), *([1] * (chunk.dim() - 1)))
+    def _run(self, chunk: Tensor, part: list[int], picks: list[Tensor | None]) -> Tensor | None:
+        cache = self.masks.setdefault(part[0], {})
+        hook = _Expander([self.group[j] for j in part], self.stats, picks, self.expand, cache)
+        feed = chunk if self.expand else chunk.repeat(len(part), *([1] * (chunk.dim() - 1)))
         with HookSet() as hooks, torch.inference_mode():
-            hooks.add(layer.register_forward_hook(hook))
+            hooks.add(self.layer.register_forward_hook(hook))
             try:
-                out = _logits(module(feed))
+                out = _logits(self.module(feed))
             except RuntimeError:
-                if not expand:
+                if not self.expand:
                     raise
                 return None  # e.g. a view with the batch size read before the layer
         if out.shape[0] != len(part) * len(chunk):
-            if not expand:
+            if not self.expand:
                 raise LayerError(
                     f"the model returned {out.shape[0]} rows for {len(feed)} inputs; "
                     "ablation needs one output row per input"
@@ -427,50 +585,61 @@ def _sweep_layer(
             return None
         return out
 
-    def step(start: int, stop: int) -> None:
-        nonlocal expand
-        chunk, y = x[start:stop], labels[start:stop]
-        for g0 in range(0, k, per_pass):
-            part = list(range(g0, min(k, g0 + per_pass)))
-            picks = [None if d is None else d[start:stop] for d in (draws[j] for j in part)]
-            out = run(chunk, part, picks)
-            if out is None:
-                expand = False  # later code reads the batch size: repeat the inputs
-                out = run(chunk, part, picks)
-                assert out is not None
-            c = torch.zeros(len(part), classes, dtype=torch.float64)
-            lo = torch.zeros(len(part), classes, dtype=torch.float64)
-            _tally(out.reshape(len(part), len(chunk), -1), y, classes, c, lo)
-            correct[part] += c
-            losses[part] += lo
-        advance(stop - start)
+    def feed(self, x: Tensor, labels: Tensor, advance: Callable[[int], None]) -> None:
+        """Add the sums of every ablation of the group over ``x``/``labels``."""
+        k, classes = len(self.group), self.classes
+        draws = self._draws(len(x))
 
-    Budget(images, x.device).run(len(x), step)
-    return correct, losses, expand
+        def step(start: int, stop: int) -> None:
+            chunk, y = x[start:stop], labels[start:stop]
+            for g0 in range(0, k, self.per_pass):
+                part = list(range(g0, min(k, g0 + self.per_pass)))
+                picks = [None if d is None else d[start:stop] for d in (draws[j] for j in part)]
+                out = self._run(chunk, part, picks)
+                if out is None:
+                    self.expand = False  # later code reads the batch size: repeat the inputs
+                    out = self._run(chunk, part, picks)
+                    assert out is not None
+                c = torch.zeros(len(part), classes, dtype=torch.float64)
+                lo = torch.zeros(len(part), classes, dtype=torch.float64)
+                _tally(out.reshape(len(part), len(chunk), -1), y, classes, c, lo)
+                self.correct[part] += c
+                self.losses[part] += lo
+            advance(stop - start)
+
+        if self.budget is None:
+            self.budget = Budget(self.images, x.device)
+        self.budget.run(len(x), step)
 
 
 def evaluate(
     model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
+    inputs: Tensor | ImageSource,
+    labels: Tensor | None = None,
     *,
     batch_size: int | None = None,
+    num_workers: int = 0,
 ) -> Evaluation:
-    """Accuracy and loss of ``model`` on a labelled set, overall and per class."""
-    return ablate(model, inputs, labels, [], batch_size=batch_size).baseline
+    """Accuracy and loss of ``model`` on a labelled set, overall and per class
+    (``inputs``, ``labels``: as for :func:`ablate`; a source's unreadable images are
+    skipped and logged)."""
+    return ablate(
+        model, inputs, labels, [], batch_size=batch_size, num_workers=num_workers
+    ).baseline
 
 
 def ablate(
     model: nn.Module | Any,
-    inputs: Tensor,
-    labels: Tensor,
+    inputs: Tensor | ImageSource,
+    labels: Tensor | None,
     ablations: Sequence[Ablation],
     *,
-    reference: Tensor | None = None,
+    reference: Tensor | ImageSource | None = None,
     reference_size: int = 512,
     seed: int = 0,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    num_workers: int = 0,
 ) -> AblationResult:
     """Evaluate ``model`` on ``inputs``/``labels`` with nothing ablated and with each of
     ``ablations`` in turn (module docstring).
@@ -479,23 +648,44 @@ def ablate(
     ----------
     model : nn.Module or LoadedModel
         In eval mode; never modified.
-    inputs, labels : Tensor
-        ``(N, C, H, W)`` inputs as the model expects them and ``(N,)`` class indices.
+    inputs : Tensor or ImageSource
+        ``(N, C, H, W)`` inputs as the model expects them; or an
+        :class:`~seethrough.data.ImageSource` of model inputs with labels of its own
+        (:func:`seethrough.core.datasets.model_source`), streamed in batches of
+        ``batch_size`` images onto the model's device (memory: one batch), its unreadable
+        images skipped and counted.
+    labels : Tensor or None
+        ``(N,)`` class indices for tensor inputs; ``None`` with a source.
     ablations : sequence of Ablation
         Ablations of the same layer are evaluated in one batched sweep.
-    reference : Tensor, optional
+    reference : Tensor or ImageSource, optional
         Inputs whose activations give ``"mean"`` and ``"resample"`` their values
-        (default: the first ``reference_size`` of ``inputs``).
+        (default: the first ``reference_size`` of ``inputs`` — of a source, its first
+        ``reference_size`` readable images).
     seed : int
         Resample ablation ``k`` draws its reference rows from ``seed + k``.
     batch_size : int, optional
-        Rows per forward pass after the ablated layer (default 256).
+        Rows per forward pass after the ablated layer (default 256); also the images a
+        source is read in at a time.
     progress : callable, optional
         ``progress(done, total)`` in images × layer groups.
+    num_workers : int
+        ``DataLoader`` processes decoding a source's images (0: in this process).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad inputs or labels; ``labels`` given with a source; an unlabelled source; a
+        source none of whose images can be read.
     """
     started = time.perf_counter()
     module = unwrap_model(model, None)[0]
-    x, y = check_labelled(inputs, labels, module)
+    if isinstance(inputs, ImageSource):
+        check_source(inputs, labels, "ablate")
+        device = model_device(module)
+    else:
+        x, y = check_labelled(inputs, labels, module)
+        device = x.device
     ablations = list(ablations)
     for a in ablations:
         _check_ablation(module, a)
@@ -506,9 +696,16 @@ def ablate(
     for k, a in enumerate(ablations):
         groups.setdefault(a.layer, []).append(k)
     needs_stats = sorted({a.layer for a in ablations if a.mode != "zero"})
-    ref = reference if reference is not None else x[:reference_size]
-    pools = reference_statistics(module, ref, needs_stats, batch_size=rows) if needs_stats else {}
-    total = len(x) * (1 + len(groups))
+    if isinstance(inputs, ImageSource):
+        ref: Tensor | ImageSource = inputs if reference is None else reference
+        size = reference_size if reference is None else None
+        pools = _pools(module, ref, needs_stats, rows, size, num_workers)
+        used = len(next(iter(pools.values()))) if pools else min(size or len(ref), len(ref))
+    else:
+        ref = reference if reference is not None else x[:reference_size]
+        pools = _pools(module, ref, needs_stats, rows, None, num_workers)
+        used = len(ref)
+    total = len(inputs) * (1 + len(groups))
     finished = 0
 
     def advance(n: int) -> None:
@@ -517,30 +714,92 @@ def ablate(
         if progress is not None:
             progress(finished, total)
 
-    classes: int | None = None
+    # an unreadable image counts as done for the baseline and every layer group
+    skips = Skips("ablate", lambda n: advance(n * (1 + len(groups))))
+    data = (
+        source_batches(inputs, rows, device, skips, num_workers=num_workers)
+        if isinstance(inputs, ImageSource)
+        else [(x, y)]
+    )
+    run = _Totals(module, ablations, groups, pools, rows, seed, advance)
+    with guarded(module, [device]):
+        for bx, by in data:
+            run.feed(bx, by)
+    if run.counts is None:
+        assert isinstance(inputs, ImageSource)
+        raise skips.nothing_read(inputs)
+    skips.warn()
     evaluations: list[Evaluation | None] = [None] * len(ablations)
-    batched = True
-    with guarded(module, [x.device]):
-        base_correct, base_losses, classes = _baseline(module, x, y, rows, advance)
-        counts = torch.bincount(y.cpu(), minlength=classes)
-        for layer, members in groups.items():
-            stats = _Stats(pools[layer]) if layer in pools else None
-            group = [ablations[k] for k in members]
-            correct, losses, expanded = _sweep_layer(
-                module, x, y, group, members, stats, classes, rows, seed, advance
-            )
-            batched = batched and expanded
-            for j, k in enumerate(members):
-                evaluations[k] = _evaluation(correct[j], losses[j], counts)
+    for sweep, members in zip(run.sweeps, groups.values()):
+        for j, k in enumerate(members):
+            evaluations[k] = _evaluation(sweep.correct[j], sweep.losses[j], run.counts)
     return AblationResult(
-        baseline=_evaluation(base_correct, base_losses, counts),
+        baseline=_evaluation(run.correct, run.losses, run.counts),
         ablations=tuple(ablations),
         evaluations=tuple(e for e in evaluations if e is not None),
         seed=seed,
         seconds=time.perf_counter() - started,
-        batched=batched,
-        settings={"batch_size": rows, "reference_size": len(ref)},
+        batched=all(sweep.expand for sweep in run.sweeps),
+        settings={"batch_size": rows, "reference_size": used},
+        skipped=skips.count,
     )
+
+
+def _pools(
+    module: nn.Module,
+    reference: Tensor | ImageSource,
+    layers: Sequence[str],
+    rows: int,
+    size: int | None,
+    num_workers: int,
+) -> dict[str, Tensor]:
+    if not layers:
+        return {}
+    return reference_statistics(
+        module, reference, layers, batch_size=rows, size=size, num_workers=num_workers
+    )
+
+
+class _Totals:
+    """What :func:`ablate` adds up over batches: the per-class correct counts and loss
+    sums with nothing ablated, the class counts, and one :class:`_Sweep` per layer (made
+    at the first batch, when the number of classes is known)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        ablations: Sequence[Ablation],
+        groups: Mapping[str, list[int]],
+        pools: Mapping[str, Tensor],
+        rows: int,
+        seed: int,
+        advance: Callable[[int], None],
+    ) -> None:
+        self.module, self.ablations, self.groups, self.pools = module, ablations, groups, pools
+        self.rows, self.seed, self.advance = rows, seed, advance
+        self.correct = self.losses = torch.zeros(0)
+        self.counts: Tensor | None = None
+        self.sweeps: list[_Sweep] = []
+
+    def feed(self, x: Tensor, y: Tensor) -> None:
+        correct, losses, classes = _baseline(self.module, x, y, self.rows, self.advance)
+        counts = torch.bincount(y.cpu(), minlength=classes)
+        if self.counts is None:
+            self.correct, self.losses, self.counts = correct, losses, counts
+            self.sweeps = [
+                self._sweep(layer, members, classes) for layer, members in self.groups.items()
+            ]
+        else:
+            self.correct += correct
+            self.losses += losses
+            self.counts += counts
+        for sweep in self.sweeps:
+            sweep.feed(x, y, self.advance)
+
+    def _sweep(self, layer: str, members: list[int], classes: int) -> _Sweep:
+        stats = _Stats(self.pools[layer]) if layer in self.pools else None
+        group = [self.ablations[k] for k in members]
+        return _Sweep(self.module, group, members, stats, classes, self.rows, self.seed)
 
 
 def _baseline(

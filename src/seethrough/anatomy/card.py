@@ -13,6 +13,13 @@ returns one :class:`ModuleCard` per module:
 * ``probe`` / ``random_probe`` — held-out accuracy of a linear probe on the module's
   output, for the trained network and a randomly initialised copy (:mod:`.probes`).
 
+The labelled dataset may be an :class:`~seethrough.data.ImageSource` of model inputs
+(:func:`seethrough.core.datasets.model_source`) instead of tensors: every analysis then
+streams it in batches (memory: one batch plus each analysis's own per-class or
+per-feature state), and the ``sweep_size`` / ``probe_size`` subsets are the source's first
+images. Unreadable images are skipped by each analysis and counted
+(``Anatomy.settings["skipped"]``).
+
 Cards are frozen, written as JSON by :func:`seethrough.reporting.serialize.to_jsonable` and drawn
 by :func:`seethrough.viz.plot_card`.
 """
@@ -27,18 +34,38 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.datasets import stream
 from ..core.guard import unwrap_model
 from ..core.layers import find_layer
-from ..errors import InvalidOptionError
+from ..data.sources import ImageSource, open_source
+from ..errors import InvalidInputError, InvalidOptionError
 from ..words import Description
-from .ablation import Ablation, AblationResult, Evaluation, ablate, check_labelled
+from .ablation import (
+    Ablation,
+    AblationResult,
+    Evaluation,
+    ablate,
+    check_labelled,
+    check_source,
+)
 from .blocks import chosen_modules, output_shapes
 from .gradients import GradientAnalysis, ModuleGradients, gradient_analysis
-from .probes import PIXELS, Probe, ProbeTable, holm_family_map, paired_p_value, probe_layers
+from .probes import (
+    PIXELS,
+    Probe,
+    ProbeTable,
+    holm_family_map,
+    model_device,
+    paired_p_value,
+    probe_layers,
+)
 
 __all__ = ["Anatomy", "ModuleCard", "anatomy"]
 
 CURVE_POINTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+Data = Tensor | ImageSource
+"""Model inputs: a tensor ``(N, C, H, W)`` (labels apart) or a labelled source."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,7 +180,7 @@ class _Run:
         return lambda done, total: progress(stage, done, total)
 
     def ablate(
-        self, x: Tensor, y: Tensor, ablations: list[Ablation], stage: str | None = None
+        self, x: Data, y: Tensor | None, ablations: list[Ablation], stage: str | None = None
     ) -> AblationResult:
         report = self.report(stage) if stage is not None else None
         return ablate(
@@ -166,23 +193,23 @@ class _Run:
             progress=report,
         )
 
-    def mean_ablation(self, x: Tensor, y: Tensor, names: list[str]) -> AblationResult:
+    def mean_ablation(self, x: Data, y: Tensor | None, names: list[str]) -> AblationResult:
         """Each module's whole output mean-ablated, one module at a time."""
         return self.ablate(x, y, [Ablation(m, None, "mean") for m in names], "ablation")
 
-    def gradients(self, x: Tensor, y: Tensor, names: list[str]) -> GradientAnalysis:
+    def gradients(self, x: Data, y: Tensor | None, names: list[str]) -> GradientAnalysis:
         report = self.report("gradients")
         return gradient_analysis(
             self.module, x, y, names, batch_size=self.batch_size, progress=report
         )
 
     def channel_sweeps(
-        self, x: Tensor, y: Tensor, names: list[str], shapes: dict[str, tuple[int, ...]]
+        self, x: Data, y: Tensor | None, names: list[str], shapes: dict[str, tuple[int, ...]]
     ) -> dict[str, _Sweep]:
         """The sweep of every module whose output has channels (a dimension past the batch)."""
         return {m: self.sweep(x, y, m, shapes[m][0]) for m in names if shapes.get(m, ())}
 
-    def sweep(self, x: Tensor, y: Tensor, name: str, channels: int) -> _Sweep:
+    def sweep(self, x: Data, y: Tensor | None, name: str, channels: int) -> _Sweep:
         alone = [Ablation(name, (c,), "zero") for c in range(channels)]
         result = self.ablate(x, y, alone, f"channels of {name}")
         order = result.ranking()
@@ -190,7 +217,7 @@ class _Run:
         return _Sweep(result, tuple(order), curve)
 
     def cumulative(
-        self, x: Tensor, y: Tensor, name: str, order: list[int], base: float
+        self, x: Data, y: Tensor | None, name: str, order: list[int], base: float
     ) -> tuple[tuple[int, float], ...]:
         """``(k, base − accuracy)`` with the first ``k`` channels of ``order`` zero-ablated
         together, for ``k`` in :data:`CURVE_POINTS` below the channel count, and all."""
@@ -199,7 +226,7 @@ class _Run:
         result = self.ablate(x, y, together)
         return tuple((k, base - e.accuracy) for k, e in zip(counts, result.evaluations))
 
-    def probes(self, x: Tensor, y: Tensor, names: list[str]) -> ProbeTable:
+    def probes(self, x: Data, y: Tensor | None, names: list[str]) -> ProbeTable:
         report = self.report("probes")
         return probe_layers(
             self.module, x, y, names, seed=self.seed, batch_size=self.batch_size, progress=report
@@ -242,8 +269,8 @@ class _Measured:
 
 def anatomy(
     model: nn.Module | Any,
-    inputs: Tensor,
-    labels: Tensor,
+    inputs: Tensor | ImageSource,
+    labels: Tensor | None,
     modules: Sequence[str] | None = None,
     *,
     channel_sweep: bool = True,
@@ -258,19 +285,28 @@ def anatomy(
 ) -> Anatomy:
     """One :class:`ModuleCard` per module (module docstring).
 
-    ``modules``: dotted module names (default: :func:`~seethrough.anatomy.block_outputs`).
-    Whole-module ablation and gradients use every input; channel sweeps the first
-    ``sweep_size``, probes the first ``probe_size`` (``None``: all).
-    ``progress(stage, done, total)``.
+    ``inputs``: a tensor ``(N, C, H, W)`` with ``labels`` ``(N,)``, or an
+    ``ImageSource`` of labelled model inputs with ``labels=None`` (streamed; module
+    docstring). ``modules``: dotted module names (default:
+    :func:`~seethrough.anatomy.block_outputs`). Whole-module ablation and gradients use
+    every input; channel sweeps the first ``sweep_size``, probes the first ``probe_size``
+    (``None``: all). ``progress(stage, done, total)``.
     """
     started = time.perf_counter()
     module, labels_of_model, _ = unwrap_model(model, class_names)
-    x, y = check_labelled(inputs, labels, module)
-    named = chosen_modules(module, x[:1], modules)
+    if isinstance(inputs, ImageSource):
+        check_source(inputs, labels, "anatomy")
+        x: Data = inputs
+        y = None
+        example = _first_input(inputs, model_device(module))
+    else:
+        x, y = check_labelled(inputs, labels, module)
+        example = x[:1]
+    named = chosen_modules(module, example, modules)
     names = [m for _, m in named]
-    shapes = output_shapes(module, x[:1])
+    shapes = output_shapes(module, example)
     run = _Run(module, seed, batch_size, progress)
-    sx, sy, px, py = x[:sweep_size], y[:sweep_size], x[:probe_size], y[:probe_size]
+    (sx, sy), (px, py) = _head(x, y, sweep_size), _head(x, y, probe_size)
     measured = _Measured(
         module,
         shapes,
@@ -279,6 +315,16 @@ def anatomy(
         sweeps=run.channel_sweeps(sx, sy, names, shapes) if channel_sweep else {},
         probes=run.probes(px, py, names) if probes else None,
     )
+    settings: dict[str, Any] = {
+        "inputs": len(x),
+        "sweep_size": len(sx),
+        "probe_size": len(px),
+        "seed": seed,
+        "modules": names,
+        "layer_name_of_pixels": PIXELS,
+    }
+    if isinstance(x, ImageSource):
+        settings["skipped"] = measured.whole.skipped
     return Anatomy(
         cards=tuple(measured.card(k, title, m) for k, (title, m) in enumerate(named)),
         baseline=measured.whole.baseline,
@@ -287,12 +333,23 @@ def anatomy(
         gradients=measured.gradients,
         probes=measured.probes,
         seconds=time.perf_counter() - started,
-        settings={
-            "inputs": len(x),
-            "sweep_size": len(sx),
-            "probe_size": len(px),
-            "seed": seed,
-            "modules": names,
-            "layer_name_of_pixels": PIXELS,
-        },
+        settings=settings,
     )
+
+
+def _head(x: Data, y: Tensor | None, size: int | None) -> tuple[Data, Tensor | None]:
+    """The first ``size`` images (all when ``None``): rows of a tensor, or the first
+    images of a source (``open_source(..., limit=size)``; unreadable ones included in the
+    count and skipped by the analyses, as in the whole source)."""
+    if isinstance(x, ImageSource):
+        return (x if size is None or size >= len(x) else open_source(x, limit=size)), None
+    return x[:size], None if y is None else y[:size]
+
+
+def _first_input(source: ImageSource, device: Any) -> Tensor:
+    """``(1, C, H, W)``: the source's first readable image, on ``device`` (to find the
+    modules' output shapes)."""
+    for batch in stream(source, 16):
+        if len(batch):
+            return batch.inputs[:1].to(device)
+    raise InvalidInputError(f"none of the {len(source)} images of {source!r} could be read")

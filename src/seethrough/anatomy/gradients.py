@@ -16,24 +16,41 @@ cross-entropy loss (default) or the true class's score (logit):
 Each comes overall and per class (the mean over the images of that class). Gradients
 are taken with ``torch.autograd.grad``: no ``.grad`` is filled, and every flag is
 restored (``guarded``).
+
+A dataset too large for memory is given as an :class:`~seethrough.data.ImageSource` of
+model inputs (:func:`seethrough.core.datasets.model_source`). Its labels are read first
+(without decoding: an O(N) integer list), then its images are streamed class by class in
+chunks of ``batch_size`` — the chunks the tensor path cuts — through one ``DataLoader``
+(workers decode while the model computes). Memory: one chunk, the per-class sums and one
+parameter-sized buffer, whatever the dataset's size. Unreadable images are skipped,
+counted (``GradientAnalysis.skipped``) and logged.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
+from ..data.sources import ImageSource, collate_items
 from ..errors import InvalidOptionError, TargetError
-from .ablation import DEFAULT_ROWS, check_labelled
+from .ablation import (
+    DEFAULT_ROWS,
+    Skips,
+    check_labelled,
+    check_source,
+    model_device,
+    unlabelled_error,
+)
 
 __all__ = ["OBJECTIVES", "GradientAnalysis", "ModuleGradients", "gradient_analysis"]
 
@@ -63,6 +80,8 @@ class GradientAnalysis:
     modules: tuple[ModuleGradients, ...]
     class_counts: Tensor
     seconds: float
+    skipped: int = 0
+    """Images of a source that could not be read (not analysed); 0 for tensors."""
 
     def module(self, name: str) -> ModuleGradients:
         for m in self.modules:
@@ -103,6 +122,12 @@ class _Sums:
 
 
 def _check_label_range(labels: Tensor, classes: int) -> None:
+    if bool((labels < 0).any()):
+        bad = int(labels[labels < 0][0])
+        raise TargetError(
+            f"label {bad} is out of range: class indices are 0 to {classes - 1} (the model "
+            f"has {classes} classes)"
+        )
     if bool((labels >= classes).any()):
         bad = int(labels[labels >= classes][0])
         raise TargetError(
@@ -121,16 +146,20 @@ def _objective(logits: Tensor, labels: Tensor, objective: str) -> Tensor:
 
 def gradient_analysis(
     model: nn.Module | Any,
-    inputs: Tensor,
-    labels: Tensor,
+    inputs: Tensor | ImageSource,
+    labels: Tensor | None = None,
     modules: Sequence[str] | None = None,
     *,
     objective: str = "loss",
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    num_workers: int = 0,
 ) -> GradientAnalysis:
     """Gradient sensitivity of each module over a labelled dataset (module docstring).
 
+    ``inputs``/``labels``: ``(N, C, H, W)`` inputs and ``(N,)`` class indices, or an
+    :class:`~seethrough.data.ImageSource` of model inputs with its own labels and
+    ``labels=None`` (streamed; ``num_workers`` ``DataLoader`` processes decode it).
     ``modules``: dotted names (default: every module with parameters of its own).
     Images are processed class by class, so that per-class parameter gradients need one
     parameter-sized buffer, not one per class.
@@ -141,45 +170,146 @@ def gradient_analysis(
             f"unknown objective {objective!r} (valid: {', '.join(OBJECTIVES)})"
         )
     module = unwrap_model(model, None)[0]
-    x, y = check_labelled(inputs, labels, module)
+    if isinstance(inputs, ImageSource):
+        check_source(inputs, labels, "gradient_analysis")
+        y = source_labels(inputs, "gradient_analysis")
+        device = model_device(module)
+    else:
+        x, y = check_labelled(inputs, labels, module)
+        device = x.device
     names = list(modules) if modules is not None else parametrised_modules(module)
     if not names:
         raise InvalidOptionError("no module to analyse; name at least one")
     layers = [find_layer(module, n) for n in names]
     rows = batch_size or DEFAULT_ROWS
-    with guarded(module, [x.device]):
-        classes = _classes(module, x[:1])
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(y))
+
+    skips = Skips("gradient_analysis", advance)
+    with guarded(module, [device]):
+        first = x[:1] if not isinstance(inputs, ImageSource) else _first_input(inputs, device)
+        classes = _classes(module, first)
         _check_label_range(y, classes)
-        counts = torch.bincount(y.cpu(), minlength=classes)
+        counts = torch.zeros(classes, dtype=torch.int64)
         sums: list[_Sums | None] = [None] * len(names)
         params = [list(layer.parameters(recurse=False)) for layer in layers]
         for group in params:
             for p in group:
                 p.requires_grad_(True)  # restored by guarded
-        done = 0
-        for c in range(classes):
-            members = (y == c).nonzero()[:, 0]
-            class_sums: list[list[Tensor] | None] = [None] * len(names)
-            for start in range(0, len(members), rows):
-                index = members[start : start + rows]
-                _chunk(
-                    module,
-                    x[index],
-                    y[index],
-                    names,
-                    layers,
-                    params,
-                    objective,
-                    classes,
-                    sums,
-                    class_sums,
-                )
-                done += len(index)
-                if progress is not None:
-                    progress(done, len(x))
-            _close_class(c, class_sums, sums, int(counts[c]))
+        chunks = (
+            _tensor_chunks(x, y, classes, rows)
+            if not isinstance(inputs, ImageSource)
+            else _source_chunks(inputs, y, classes, rows, device, skips, num_workers)
+        )
+        _accumulate(chunks, module, names, layers, params, objective, sums, counts, advance)
+    if int(counts.sum()) == 0:
+        assert isinstance(inputs, ImageSource)
+        raise skips.nothing_read(inputs)
+    skips.warn()
     results = tuple(_finish(name, s, group, counts) for name, s, group in zip(names, sums, params))
-    return GradientAnalysis(objective, results, counts, time.perf_counter() - started)
+    return GradientAnalysis(
+        objective, results, counts, time.perf_counter() - started, skipped=skips.count
+    )
+
+
+def _accumulate(
+    chunks: Iterator[tuple[int, Tensor, Tensor]],
+    module: nn.Module,
+    names: Sequence[str],
+    layers: Sequence[nn.Module],
+    params: Sequence[list[nn.Parameter]],
+    objective: str,
+    sums: list[_Sums | None],
+    counts: Tensor,
+    advance: Callable[[int], None],
+) -> None:
+    """Feed the chunks (class by class) to :func:`_chunk`, closing each class after its
+    last chunk; ``counts`` gets the images of each class analysed."""
+    current: int | None = None
+    class_sums: list[list[Tensor] | None] = [None] * len(names)
+    for c, x, y in chunks:
+        if c != current:
+            if current is not None:
+                _close_class(current, class_sums, sums, int(counts[current]))
+            current, class_sums = c, [None] * len(names)
+        if not len(x):
+            continue
+        _chunk(module, x, y, names, layers, params, objective, len(counts), sums, class_sums)
+        counts[c] += len(x)
+        advance(len(x))
+    if current is not None:
+        _close_class(current, class_sums, sums, int(counts[current]))
+
+
+def source_labels(source: ImageSource, what: str) -> Tensor:
+    """The ``(N,)`` int64 labels of ``source`` from its records (no image is decoded,
+    except by a Python dataset, which must load an item to know its label); raises
+    :class:`InvalidInputError` naming the first unlabelled image."""
+    labels = torch.tensor([source.record(i)[1] for i in range(len(source))], dtype=torch.int64)
+    if bool((labels < 0).any()):
+        raise unlabelled_error(what, source, source.record(int(labels.argmin()))[0])
+    return labels
+
+
+def _first_input(source: ImageSource, device: torch.device) -> Tensor:
+    """The first readable image of ``source``, ``(1, C, H, W)`` on ``device`` (it tells
+    the model's number of classes before any class is streamed)."""
+    for index in range(len(source)):
+        item = source[index]
+        if item.pixels is not None:
+            return item.pixels[None].to(device)
+    skips = Skips("gradient_analysis")
+    skips([item])
+    raise skips.nothing_read(source)
+
+
+def _tensor_chunks(
+    x: Tensor, y: Tensor, classes: int, rows: int
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(class, inputs, labels)``: each class's images in chunks of ``rows``."""
+    for c in range(classes):
+        members = (y == c).nonzero()[:, 0]
+        for start in range(0, len(members), rows):
+            index = members[start : start + rows]
+            yield c, x[index], y[index]
+
+
+def _source_chunks(
+    source: ImageSource,
+    labels: Tensor,
+    classes: int,
+    rows: int,
+    device: torch.device,
+    skips: Skips,
+    num_workers: int,
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """The chunks of :func:`_tensor_chunks` read from ``source``: one ``DataLoader``
+    whose batches are the chunks (unreadable images dropped from them, counted in
+    ``skips``; a chunk may come back empty)."""
+    plan: list[list[int]] = []
+    owners: list[int] = []
+    for c in range(classes):
+        members = (labels == c).nonzero()[:, 0].tolist()
+        for start in range(0, len(members), rows):
+            plan.append(members[start : start + rows])
+            owners.append(c)
+    loader = DataLoader(
+        source,
+        batch_sampler=plan,
+        collate_fn=collate_items,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),  # the caller's random state is not used
+    )
+    for c, batch in zip(owners, loader):
+        if batch.failed:
+            skips(batch.failed)
+        yield c, batch.inputs.to(device), batch.labels.to(device)
 
 
 def _classes(module: nn.Module, row: Tensor) -> int:

@@ -11,11 +11,20 @@ initialised copy of the network.
 
 Labels may be the classes themselves or any surrogate attribute
 (:func:`surrogate_labels`, e.g. upper- vs lower-body garments).
+
+A dataset too large for memory is given as an :class:`~seethrough.data.ImageSource` of
+model inputs (:func:`seethrough.core.datasets.model_source`: a folder of class
+subfolders, a CSV/Parquet list, Fashion-MNIST) instead of a tensor: it is streamed in
+batches and only the features are kept — memory ``O(N × max_features)``, never
+``O(N × C × H × W)``. Each probe reads the source once (``2·layers + 1`` passes with the
+baselines), so only one layer's features are held at a time. Unreadable images are
+skipped, counted (``ProbeTable.skipped``) and logged.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,26 +36,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.budget import Budget
+from ..core.datasets import stream
 from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet
 from ..core.layers import find_layer
 from ..core.reinit import reinitialize
 from ..core.stats import holm, paired_test
+from ..data.sources import ImageSource
 from ..errors import InvalidInputError, InvalidOptionError, LayerError
 from ..words import Description
-from .ablation import DEFAULT_ROWS, check_labelled
+from .ablation import DEFAULT_ROWS, check_labelled, model_device
 
 __all__ = [
     "MAX_FEATURES",
     "Probe",
     "ProbeTable",
+    "SourceActivations",
     "collect_activations",
     "fit_probe",
     "paired_p_value",
     "probe_layers",
     "random_copy",
+    "source_activations",
     "surrogate_labels",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_FEATURES = 4096
 PIXELS = "pixels"
@@ -122,6 +137,8 @@ class ProbeTable:
     pixels: Probe | None
     seed: int
     seconds: float
+    skipped: int = 0
+    """Images of a source that could not be read (left out of every probe); 0 for tensors."""
 
     def p_values(self) -> dict[str, float | None]:
         """Per layer, :func:`paired_p_value` of the trained network's probe against the
@@ -185,7 +202,7 @@ def _features(output: Tensor, max_features: int | None) -> Tensor:
 
 def collect_activations(
     model: nn.Module | Any,
-    inputs: Tensor,
+    inputs: Tensor | ImageSource,
     layer: str,
     *,
     max_features: int | None = MAX_FEATURES,
@@ -193,7 +210,16 @@ def collect_activations(
 ) -> Tensor:
     """``(N, F)`` features of ``layer``'s output (``"pixels"``: of the inputs), streamed
     chunk by chunk (module docstring); float32 on the inputs' device. ``max_features=None``
-    keeps the whole flattened output (as TCAV needs)."""
+    keeps the whole flattened output (as TCAV needs).
+
+    ``inputs`` may be an ``ImageSource`` of model inputs: it is read in batches of
+    ``batch_size`` (default 256) onto the model's device; the rows are its readable
+    images in order (unreadable ones are skipped with a logged warning — see
+    :func:`source_activations` for their labels and count)."""
+    if isinstance(inputs, ImageSource):
+        return source_activations(
+            model, inputs, layer, max_features=max_features, batch_size=batch_size
+        ).features
     module = unwrap_model(model, None)[0]
     if layer == PIXELS:
         return torch.cat(
@@ -220,6 +246,64 @@ def collect_activations(
         Budget(batch_size or DEFAULT_ROWS, inputs.device).run(len(inputs), step)
     with torch.inference_mode(False):
         return torch.cat(parts).clone()
+
+
+@dataclass(frozen=True, eq=False)
+class SourceActivations:
+    """Features of a source's readable images: ``features`` ``(n, F)``, their ``labels``
+    ``(n,)`` (``-1`` where the source has none) and source positions ``indices``
+    ``(n,)``; ``skipped``: the images that could not be read."""
+
+    features: Tensor
+    labels: Tensor
+    indices: Tensor
+    skipped: int
+
+
+def source_activations(
+    model: nn.Module | Any,
+    source: ImageSource,
+    layer: str,
+    *,
+    max_features: int | None = MAX_FEATURES,
+    batch_size: int | None = None,
+    indices: Sequence[int] | None = None,
+) -> SourceActivations:
+    """:func:`collect_activations` of a source, streamed: one batch of ``batch_size``
+    images (default 256) in memory at a time, on the model's device, each batch's
+    features computed exactly as for a tensor of those rows (``indices``: only those
+    images, in that order). Unreadable images are skipped, counted and logged.
+
+    Raises
+    ------
+    InvalidInputError
+        No image of the source could be read.
+    """
+    module = unwrap_model(model, None)[0]
+    rows = batch_size or DEFAULT_ROWS
+    device = model_device(module)
+    parts: list[Tensor] = []
+    labels: list[Tensor] = []
+    positions: list[Tensor] = []
+    failed: list[str] = []
+    for batch in stream(source, rows, indices=indices, pin_memory=device.type == "cuda"):
+        failed.extend(f"{item.path}: {item.error}" for item in batch.failed)
+        if len(batch):
+            x = batch.inputs.to(device)
+            parts.append(
+                collect_activations(module, x, layer, max_features=max_features, batch_size=rows)
+            )
+            labels.append(batch.labels)
+            positions.append(batch.indices)
+    if failed:
+        log.warning("skipped %d unreadable images, e.g. %s", len(failed), failed[0])
+    if not parts:
+        size = len(source) if indices is None else len(indices)
+        example = f" (e.g. {failed[0]})" if failed else ""
+        raise InvalidInputError(
+            f"none of the {size} images of {source!r} could be read{example}; check the files"
+        )
+    return SourceActivations(torch.cat(parts), torch.cat(labels), torch.cat(positions), len(failed))
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,8 +429,8 @@ def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def probe_layers(
     model: nn.Module | Any,
-    inputs: Tensor,
-    labels: Tensor,
+    inputs: Tensor | ImageSource,
+    labels: Tensor | None,
     layers: Sequence[str],
     *,
     baselines: bool = True,
@@ -358,10 +442,16 @@ def probe_layers(
     progress: Callable[[int, int], None] | None = None,
 ) -> ProbeTable:
     """Probe accuracy per layer (module docstring), with the raw-pixel and
-    random-network baselines when ``baselines``. Every probe uses the same split."""
+    random-network baselines when ``baselines``. Every probe uses the same split.
+
+    ``inputs`` is a tensor ``(N, C, H, W)`` with ``labels`` ``(N,)``, or an
+    ``ImageSource`` of labelled model inputs with ``labels=None``: streamed once per
+    probe, its readable images are the rows (the same rows, split and probes as a tensor
+    of those images gives); ``skipped`` counts the unreadable ones.
+    """
     started = time.perf_counter()
     module = unwrap_model(model, None)[0]
-    x, y = check_labelled(inputs, labels, module)
+    rows = _labelled_rows(inputs, labels, module, batch_size)
     if not layers:
         raise InvalidOptionError("no layer to probe; name at least one")
     for name in layers:
@@ -372,7 +462,7 @@ def probe_layers(
 
     def probe(net: nn.Module, name: str) -> Probe:
         nonlocal done
-        feats = collect_activations(net, x, name, max_features=max_features, batch_size=batch_size)
+        feats, y = rows.features(net, name, max_features)
         result = fit_probe(feats, y, holdout=holdout, l2=l2, seed=seed)
         done += 1
         if progress is not None:
@@ -382,4 +472,71 @@ def probe_layers(
     trained = tuple(probe(module, name) for name in layers)
     random = tuple(probe(random_net, name) for name in layers) if random_net else None
     pixels = probe(module, PIXELS) if baselines else None
-    return ProbeTable(tuple(layers), trained, random, pixels, seed, time.perf_counter() - started)
+    return ProbeTable(
+        tuple(layers),
+        trained,
+        random,
+        pixels,
+        seed,
+        time.perf_counter() - started,
+        skipped=rows.skipped,
+    )
+
+
+class _TensorRows:
+    """A labelled tensor dataset's features, layer by layer."""
+
+    skipped = 0
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int | None) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def features(self, net: nn.Module, layer: str, max_features: int) -> tuple[Tensor, Tensor]:
+        feats = collect_activations(
+            net, self.x, layer, max_features=max_features, batch_size=self.batch_size
+        )
+        return feats, self.y
+
+
+class _SourceRows:
+    """A labelled source's features, layer by layer, streamed (module docstring); the
+    labels and the unreadable count come from the first pass, and every later pass must
+    read the same images."""
+
+    def __init__(self, source: ImageSource, batch_size: int | None) -> None:
+        self.source, self.batch_size = source, batch_size
+        self.y: Tensor | None = None
+        self.skipped = 0
+
+    def features(self, net: nn.Module, layer: str, max_features: int) -> tuple[Tensor, Tensor]:
+        found = source_activations(
+            net, self.source, layer, max_features=max_features, batch_size=self.batch_size
+        )
+        if self.y is None:
+            if bool((found.labels < 0).any()):
+                raise InvalidInputError(
+                    f"{self.source!r} has no labels; a probe needs one class per image — "
+                    "give a folder of class subfolders, or a list file with a label column"
+                )
+            self.y, self.skipped = found.labels, found.skipped
+        elif not torch.equal(found.labels, self.y):
+            raise InvalidInputError(
+                f"{self.source!r} gave other images on a second reading; a source read "
+                "several times must be stable (files changed during the run?)"
+            )
+        return found.features, self.y.to(found.features.device)
+
+
+def _labelled_rows(
+    inputs: Any, labels: Any, module: nn.Module, batch_size: int | None
+) -> _TensorRows | _SourceRows:
+    """The rows to probe: a checked labelled tensor, or a source (``labels`` must be None)."""
+    if isinstance(inputs, ImageSource):
+        if labels is not None:
+            raise InvalidInputError(
+                "labels= is for tensor inputs; an image source has its own labels (pass "
+                "labels=None)"
+            )
+        return _SourceRows(inputs, batch_size)
+    x, y = check_labelled(inputs, labels, module)
+    return _TensorRows(x, y, batch_size)

@@ -52,28 +52,39 @@ Deviations from Kim et al. (each also said where it happens):
 * the CAV's classifier and held-out share (:mod:`.cav`: logistic loss solved exactly, the
   paper's code defaults to a linear SVM by SGD; 0.3 held out, its code 0.33);
 * the learnability requirement (``cav_p_value``) is ours.
+
+Any of ``concept``, ``random_pool`` and ``class_inputs`` may be an
+:class:`~seethrough.data.ImageSource` of model inputs instead of a tensor (a folder, a
+list file, Fashion-MNIST: :func:`seethrough.core.datasets.model_source`); it is streamed
+in batches onto the model's device, and only activations and gradients are kept. An
+unreadable image is skipped and counted (``TcavResult.skipped``): a concept's size is its
+readable examples; a pool's sets are drawn along the same seeded permutation, an
+unreadable pool image giving its place to the next one in it (with every image readable,
+exactly the tensor path's sets).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..core.datasets import stream
 from ..core.guard import guarded, unwrap_model
 from ..core.hooks import HookSet, LayerCapture
 from ..core.layers import find_layer
 from ..core.targets import logits_of
+from ..data.sources import ImageSource
 from ..errors import InvalidInputError, InvalidOptionError
 from ..words import Description
 from .ablation import DEFAULT_ROWS
 from .cav import HOLDOUT, fit_cav, stratified_split
-from .probes import collect_activations
+from .probes import collect_activations, model_device
 
 __all__ = ["TcavResult", "layer_gradients", "tcav", "tcav_concepts"]
 
@@ -105,6 +116,8 @@ class TcavResult:
     alpha: float
     seed: int
     seconds: float
+    skipped: int = 0
+    """Unreadable images of sources met (concept, pool draws, class inputs), left out."""
 
     @property
     def significant(self) -> bool:
@@ -170,11 +183,11 @@ def _rank_p(observed: float, null: Tensor, two_sided: bool) -> float:
 
 
 def _check(
-    concepts: Mapping[str, Tensor], pool: Tensor, runs: int, null_sets: int, alpha: float
+    sizes: Mapping[str, int], pool_size: int, runs: int, null_sets: int, alpha: float
 ) -> int:
-    if not concepts:
+    """The concepts' common size, after checking the sizes and the test's settings."""
+    if not sizes:
         raise InvalidOptionError("no concept to test; give at least one")
-    sizes = {name: len(x) for name, x in concepts.items()}
     n = next(iter(sizes.values()))
     if len(set(sizes.values())) > 1:
         raise InvalidInputError(
@@ -195,31 +208,91 @@ def _check(
             f"below alpha={alpha:g}: no concept could be significant; use null_sets ≥ "
             f"{math.floor(1 / alpha)}"
         )
-    if len(pool) < (runs + null_sets) * n:
+    if pool_size < (runs + null_sets) * n:
         raise InvalidInputError(
-            f"random_pool has {len(pool)} inputs; {runs} counterexample sets and "
+            f"random_pool has {pool_size} inputs; {runs} counterexample sets and "
             f"{null_sets} null sets of {n} examples need at least {(runs + null_sets) * n} "
             "(give more, or fewer runs or null sets)"
         )
     return n
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class _At:
-    """Where concepts are tested: ``layer`` of ``module``, read ``batch_size`` rows at a time."""
+    """Where concepts are tested: ``layer`` of ``module``, read ``batch_size`` rows at a
+    time; ``skipped`` counts the unreadable images of the sources read."""
 
     module: nn.Module
     layer: str
     batch_size: int | None
+    skipped: int = 0
 
-    def activations(self, inputs: Tensor) -> Tensor:
+    def activations(self, inputs: Tensor | ImageSource) -> Tensor:
         """``(n, F)`` float64: the raw flattened output (no pooling: module docstring)."""
+        if isinstance(inputs, ImageSource):
+            return _joined(self.streamed(inputs, None, self._acts), inputs)
+        return self._acts(inputs)
+
+    def gradients(self, inputs: Tensor | ImageSource, target: int) -> Tensor:
+        """``(n, F)`` float64: the class logit's gradient at the layer, per input."""
+        if isinstance(inputs, ImageSource):
+            return _joined(self.streamed(inputs, None, lambda x: self._grads(x, target)), inputs)
+        return self._grads(inputs, target)
+
+    def _acts(self, x: Tensor) -> Tensor:
         return collect_activations(
-            self.module, inputs, self.layer, max_features=None, batch_size=self.batch_size
+            self.module, x, self.layer, max_features=None, batch_size=self.batch_size
         ).double()
 
-    def gradients(self, inputs: Tensor, target: int) -> Tensor:
-        return layer_gradients(self.module, inputs, self.layer, target, self.batch_size).double()
+    def _grads(self, x: Tensor, target: int) -> Tensor:
+        return layer_gradients(self.module, x, self.layer, target, self.batch_size).double()
+
+    def streamed(
+        self, source: ImageSource, indices: list[int] | None, compute: Callable[[Tensor], Tensor]
+    ) -> Iterator[Tensor]:
+        """``compute`` of each batch of ``source``'s readable images (``indices``: only
+        those, in order), one batch in memory; unreadable images are counted."""
+        device = model_device(self.module)
+        rows = self.batch_size or DEFAULT_ROWS
+        for batch in stream(source, rows, indices=indices, pin_memory=device.type == "cuda"):
+            self.skipped += len(batch.failed)
+            if len(batch):
+                yield compute(batch.inputs.to(device))
+
+
+def _joined(parts: Iterator[Tensor], source: ImageSource) -> Tensor:
+    """The batches' rows stacked; a source with no readable image is refused."""
+    found = list(parts)
+    if not found:
+        raise InvalidInputError(f"none of the {len(source)} images of {source!r} could be read")
+    return torch.cat(found)
+
+
+class _PoolRows:
+    """A source pool's activations along the seeded permutation ``order``, handed out
+    ``count`` rows at a time: unreadable images are passed over, so each set is the next
+    readable images of the permutation (module docstring)."""
+
+    def __init__(self, at: _At, pool: ImageSource, order: Tensor) -> None:
+        self.chunks = at.streamed(pool, order.tolist(), at._acts)
+        self.kept: Tensor | None = None
+        self.pool = pool
+
+    def take(self, count: int) -> Tensor:
+        parts = [] if self.kept is None else [self.kept]
+        have = sum(len(p) for p in parts)
+        while have < count:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                raise InvalidInputError(
+                    f"random_pool {self.pool!r} has too few readable images for the "
+                    "counterexample and null sets (give more, or fewer runs or null sets)"
+                )
+            parts.append(chunk)
+            have += len(chunk)
+        joined = torch.cat(parts)
+        self.kept = joined[count:]
+        return joined[:count]
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,6 +357,7 @@ def _tested(
     alpha: float,
     seed: int,
     started: float,
+    skipped: int = 0,
 ) -> TcavResult:
     """One concept's result: its ``(scores, CAV accuracies)`` ranked among the null
     sets' (:func:`_rank_p`)."""
@@ -302,15 +376,16 @@ def _tested(
         alpha=alpha,
         seed=seed,
         seconds=time.perf_counter() - started,
+        skipped=skipped,
     )
 
 
 def tcav_concepts(
     model: nn.Module | Any,
     layer: str,
-    concepts: Mapping[str, Tensor],
-    random_pool: Tensor,
-    class_inputs: Tensor,
+    concepts: Mapping[str, Tensor | ImageSource],
+    random_pool: Tensor | ImageSource,
+    class_inputs: Tensor | ImageSource,
     target: int,
     *,
     runs: int = 10,
@@ -326,10 +401,18 @@ def tcav_concepts(
     many. Parameters as :func:`tcav`; ``concepts`` maps a name to its example inputs."""
     started = time.perf_counter()
     at = _At(unwrap_model(model, None)[0], layer, batch_size)
-    n = _check(concepts, random_pool, runs, null_sets, alpha)
+    # a source concept is read first: its size is the number of its readable examples
+    read = {k: at.activations(x) for k, x in concepts.items() if isinstance(x, ImageSource)}
+    sizes = {k: len(read[k]) if k in read else len(x) for k, x in concepts.items()}
+    n = _check(sizes, len(random_pool), runs, null_sets, alpha)
     order = torch.randperm(len(random_pool), generator=torch.Generator().manual_seed(seed))
-    order = order.to(random_pool.device)
-    counter = at.activations(random_pool[order[: runs * n]]).split(n)
+    pool_rows: _PoolRows | None = None
+    if isinstance(random_pool, ImageSource):
+        pool_rows = _PoolRows(at, random_pool, order)
+        counter = pool_rows.take(runs * n).split(n)
+    else:
+        order = order.to(random_pool.device)
+        counter = at.activations(random_pool[order[: runs * n]]).split(n)
     score = _Scorer(
         counter,
         # the same split per run for every set, concept or null: they are scored alike
@@ -338,12 +421,17 @@ def tcav_concepts(
         l2,
     )
     tick = _counter(progress, len(concepts) + null_sets)
-    null = _null_statistics(
-        at, random_pool, order[runs * n : (runs + null_sets) * n], n, score, tick
-    )
+    if pool_rows is not None:
+        null = _streamed_null(pool_rows, null_sets, n, score, tick)
+    else:
+        assert isinstance(random_pool, Tensor)
+        null = _null_statistics(
+            at, random_pool, order[runs * n : (runs + null_sets) * n], n, score, tick
+        )
     results = []
     for name, examples in concepts.items():
-        measured = score(at.activations(examples).to(score.grads.device))
+        acts = read[name] if name in read else at.activations(examples)
+        measured = score(acts.to(score.grads.device))
         tick()
         results.append(
             _tested(
@@ -356,17 +444,32 @@ def tcav_concepts(
                 alpha=alpha,
                 seed=seed,
                 started=started,
+                skipped=at.skipped,
             )
         )
     return tuple(results)
 
 
+def _streamed_null(
+    rows: _PoolRows, null_sets: int, n: int, score: _Scorer, tick: Callable[[], None]
+) -> tuple[Tensor, Tensor]:
+    """:func:`_null_statistics` of a source pool: the next ``null_sets`` sets of ``n``
+    readable images along the permutation, one set's activations held at a time."""
+    scores, accuracy = [], []
+    for _ in range(null_sets):
+        s, a = score(rows.take(n))
+        scores.append(s)
+        accuracy.append(a)
+        tick()
+    return torch.stack(scores), torch.stack(accuracy)
+
+
 def tcav(
     model: nn.Module | Any,
     layer: str,
-    concept: Tensor,
-    random_pool: Tensor,
-    class_inputs: Tensor,
+    concept: Tensor | ImageSource,
+    random_pool: Tensor | ImageSource,
+    class_inputs: Tensor | ImageSource,
     target: int,
     *,
     concept_name: str = "concept",
@@ -383,14 +486,18 @@ def tcav(
 
     Parameters
     ----------
-    concept : Tensor
-        ``(n, C, H, W)`` inputs showing the concept (preprocessed like the model's inputs).
-    random_pool : Tensor
+    concept : Tensor or ImageSource
+        ``(n, C, H, W)`` inputs showing the concept (preprocessed like the model's inputs),
+        or a source of them (``n``: its readable images).
+    random_pool : Tensor or ImageSource
         Inputs to draw random sets from, none of them a concept example: ``runs`` disjoint
         counterexample sets and ``null_sets`` disjoint null sets of ``n`` rows are drawn
-        (``seed``), so it needs at least ``(runs + null_sets) · n`` rows.
-    class_inputs : Tensor
-        Inputs of class ``target`` whose directional derivatives are counted.
+        (``seed``), so it needs at least ``(runs + null_sets) · n`` rows. A source is
+        streamed along the seeded permutation, unreadable images passed over (module
+        docstring).
+    class_inputs : Tensor or ImageSource
+        Inputs of class ``target`` whose directional derivatives are counted (a source:
+        all its readable images; its labels are not read).
     runs : int
         Counterexample sets; each concept-like set gets one CAV and TCAV score per set.
     null_sets : int

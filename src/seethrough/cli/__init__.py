@@ -6,9 +6,9 @@ without a traceback and without leaving a partial output folder. Ctrl-C exits wi
 user's model) and keeps its traceback.
 
 The commands live one family per module (``explain``, ``sanity``, ``listing``,
-``features``, ``anatomy``, ``report``, ``robust``, ``decompose``) and share their options through
-``_shared``; this module holds the group and registers them. No module here imports torch
-at import time, so ``seethrough --help`` is instant.
+``features``, ``anatomy``, ``report``, ``robust``, ``decompose``, ``dataset``) and share
+their options through ``_shared``; this module holds the group and registers them. No
+module here imports torch at import time, so ``seethrough --help`` is instant.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import click
 from .._version import __version__
 from ..errors import SeethroughError
 from .anatomy import anatomy_command
+from .dataset import explain_dataset_command, strategies_command
 from .decompose import decompose_group
 from .explain import explain_command
 from .features import features
@@ -54,6 +55,8 @@ def cli(verbose: bool) -> None:
 
 for _command in (
     explain_command,
+    explain_dataset_command,
+    strategies_command,
     sanity_command,
     layers_command,
     methods_command,

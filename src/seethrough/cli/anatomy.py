@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["anatomy_command"]
 
-FASHION = "fashion-mnist"  # the built-in dataset that jobs.anatomy.labelled_data knows
+FASHION = "fashion-mnist"  # the built-in dataset that jobs.anatomy.labelled_source knows
 
 
 def _concepts(values: tuple[str, ...]) -> dict[str, str]:
@@ -102,7 +102,7 @@ def anatomy_command(
     """What each module does: ablation (whole and per channel, per class), gradient
     sensitivity, linear probes against raw-pixel and random-network baselines, and TCAV
     for given concepts. Writes anatomy.json, anatomy.png and a card per module."""
-    from ..jobs.anatomy import labelled_data, run_anatomy
+    from ..jobs.anatomy import labelled_source, run_anatomy
 
     named = _concepts(concepts)
     if data != FASHION and not Path(data).is_dir():
@@ -121,7 +121,7 @@ def anatomy_command(
         output,
         run_anatomy,
         net,
-        labelled_data(net, data, limit),
+        labelled_source(net, data, limit),
         modules=wanted,
         channel_sweep=not no_sweep,
         probes=not no_probes,

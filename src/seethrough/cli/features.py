@@ -282,10 +282,12 @@ def invert_command(
 @layer_option
 @click.option(
     "--dataset",
-    type=click.Choice(["fashion-mnist"]),
     default=None,
-    help="Rank the Fashion-MNIST test set instead of IMAGES (model: fashion-cnn unless "
-    "--model is given).",
+    metavar="DATA",
+    help="Rank a dataset instead of IMAGES, read a batch at a time: 'fashion-mnist' (its "
+    "test set; model: fashion-cnn unless --model is given), 'fashion-mnist:train', a folder "
+    "of images (one subfolder per class, or flat) or a .csv/.parquet list of paths. "
+    "Unreadable files are skipped and counted.",
 )
 @count_option("--limit", "Only the first N dataset images.")
 @click.option("--channels", default="all", show_default=True, help="'all' or e.g. 0-7,12.")
@@ -310,11 +312,11 @@ def top_examples_command(
     """The images that excite each channel most, cropped to the strongest unit's receptive
     field, over IMAGES (files or folders) or --dataset → top-examples-NNN.png,
     top-examples.json."""
-    from ..jobs.features import load_dataset, run_top_examples
+    from ..jobs.features import open_dataset, run_top_examples
 
     if bool(images.images) == bool(dataset):
         raise InvalidOptionError(
-            "give image files or folders, or --dataset fashion-mnist (not both, not neither)"
+            "give image files or folders, or --dataset DATA (not both, not neither)"
         )
     if limit is not None and dataset is None:
         raise InvalidOptionError("--limit goes with --dataset")
@@ -323,10 +325,11 @@ def top_examples_command(
     if dataset is None:
         source, net = load_inputs(images, model, output, layers=[layer])
     else:
-        if ctx.get_parameter_source("spec") != click.core.ParameterSource.COMMANDLINE:
+        fashion = dataset.strip().lower().startswith("fashion-mnist")
+        if fashion and ctx.get_parameter_source("spec") != click.core.ParameterSource.COMMANDLINE:
             model = dataclasses.replace(model, spec=FASHION_CNN)
         net = load_net(model, [layer], output)
-        source = load_dataset(dataset, limit)
+        source = open_dataset(net, dataset, limit)
     run_job(
         output, run_top_examples, net, source, layer, channels=picked, k=k, batch_size=batch_size
     )

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import InvalidOptionError
 
-__all__ = ["CPU_ROWS", "LAYOUTS", "Budget", "Progress", "is_out_of_memory"]
+__all__ = ["CPU_ROWS", "LAYOUTS", "LAYOUT_PROBE_ROWS", "Budget", "Progress", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 

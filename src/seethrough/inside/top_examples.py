@@ -7,10 +7,17 @@ activations — merged chunk by chunk with a stable sort, so ties go to the earl
 (and, within an image, to the first position in row-major order).
 
 Each hit comes with the patch its unit sees (:mod:`~seethrough.inside.receptive_field`).
+
+A dataset on disk (a folder of class subfolders, a CSV/Parquet list, Fashion-MNIST) is read
+through :func:`seethrough.core.datasets.model_source` and streamed a batch at a time, so the
+memory is one batch plus the hits, whatever the dataset's size; unreadable files are
+skipped and counted (``TopExamples.skipped``), never raised.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,8 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from ..core.budget import Budget, Progress
+from ..core.datasets import model_source, stream
 from ..core.guard import check_inputs, guarded, model_device
 from ..core.layers import find_layer
+from ..data.sources import ImageSource
 from ..errors import InvalidInputError, InvalidOptionError
 from .feature_maps import capture_chunks, check_channels, default_rows
 from .filters import module_of
@@ -29,8 +38,18 @@ from .receptive_field import ReceptiveField, receptive_field
 
 __all__ = ["TopExamples", "top_examples"]
 
+logger = logging.getLogger(__name__)
+
 BLOCK_ROWS = 1024
 """Rows taken from a tensor or dataset at a time (then run in chunks that fit in memory)."""
+
+SOURCE_BLOCK = 64
+"""Images decoded at a time from an image source when ``batch_size`` is not given (a
+block of decoded photos is the job's memory, so it is smaller than :data:`BLOCK_ROWS`)."""
+
+_Block = tuple[Tensor, Tensor | None, Sequence[str] | None]
+"""``(inputs (n, C, H, W), source positions (n,) or None, paths or None)``; ``None``
+positions count on from the images already streamed."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +67,8 @@ class TopExamples:
         ``(K, k)`` the strongest unit's activation in each hit, descending (the layer's
         dtype; NaN activations rank as ``-inf``).
     indices : Tensor
-        ``(K, k)`` int64 position of each hit's image in the dataset.
+        ``(K, k)`` int64 position of each hit's image in the dataset (for an image source:
+        its position in the source, unreadable images included in the count).
     locations : Tensor
         ``(K, k, 2)`` int64 ``(row, col)`` of the strongest unit in the layer's map.
     boxes : Tensor
@@ -59,9 +79,17 @@ class TopExamples:
     images : Mapping[int, Tensor]
         The inputs ``(C, H, W)`` of the hits, by dataset index, on their own device.
     count : int
-        Images streamed.
+        Images streamed (ranked; an image source's unreadable images are not counted).
     layer_channels : int
         Channels of the layer.
+    settings : Mapping[str, Any]
+        ``k`` and ``batch_size`` as given.
+    paths : tuple of tuple of str
+        ``(K, k)``: the path of each hit's image as its source lists it (a file path,
+        ``"fashion-mnist:test#123"``); ``""`` for tensors and iterables of batches.
+    skipped : int
+        Images of an image source that could not be read (each logged at debug level by
+        the source, and counted in one warning); 0 for the other inputs.
     """
 
     layer: str
@@ -75,6 +103,8 @@ class TopExamples:
     count: int
     layer_channels: int
     settings: Mapping[str, Any] = field(default_factory=dict)
+    paths: tuple[tuple[str, ...], ...] = ()
+    skipped: int = 0
 
     @property
     def k(self) -> int:
@@ -105,15 +135,18 @@ class _Running:
         self.width = 0
         self.values = self.index = self.where = torch.empty(0)
         self.images: dict[int, Tensor] = {}
+        self.paths: dict[int, str] = {}
 
-    def merge(self, first: int, x: Tensor, maps: Tensor) -> None:
+    def merge(self, positions: Tensor, x: Tensor, maps: Tensor, paths: Sequence[str]) -> None:
+        """Merge ``maps`` of images ``x`` at dataset ``positions`` (ascending, after every
+        position merged before) into the running top-k."""
         if self.channels is None:
             self._start(maps)
         assert self.channels is not None
         maps = maps[:, self.channels.to(maps.device)]
         values, where = maps.flatten(2).max(dim=2)  # first maximal position on ties
         values = torch.nan_to_num(values, nan=float("-inf"))
-        index = torch.arange(first, first + len(maps), device=maps.device)[:, None]
+        index = positions.to(maps.device)[:, None]
         # Earlier images come first, and a stable sort keeps them ahead on ties
         # (torch.topk leaves the order of ties unspecified).
         values = torch.cat([self.values, values])
@@ -121,7 +154,7 @@ class _Running:
         self.values = values.gather(0, order)
         self.index = torch.cat([self.index, index.expand_as(where)]).gather(0, order)
         self.where = torch.cat([self.where, where]).gather(0, order)
-        self._keep_images(first, x)
+        self._keep_images(positions.tolist(), x, paths)
 
     def _start(self, maps: Tensor) -> None:
         self.layer_channels = int(maps.shape[1])
@@ -135,13 +168,15 @@ class _Running:
         self.index = torch.empty(0, count, dtype=torch.int64, device=device)
         self.where = torch.empty(0, count, dtype=torch.int64, device=device)
 
-    def _keep_images(self, first: int, x: Tensor) -> None:
+    def _keep_images(self, positions: list[int], x: Tensor, paths: Sequence[str]) -> None:
         needed = set(self.index.unique().tolist())
-        for i in range(first, first + len(x)):
+        for j, i in enumerate(positions):
             if i in needed:
-                self.images[i] = x[i - first].clone()
+                self.images[i] = x[j].clone()
+                self.paths[i] = paths[j] if paths else ""
         for i in [i for i in self.images if i not in needed]:
             del self.images[i]
+            del self.paths[i]
 
 
 def _as_batch(item: Any) -> Tensor:
@@ -155,37 +190,80 @@ def _as_batch(item: Any) -> Tensor:
     )
 
 
-def _blocks(data: Any, model: nn.Module) -> tuple[int | None, Iterator[Tensor]]:
-    """The dataset as ``(rows or None, iterator of (n, C, H, W) blocks)``."""
-    from ..data.fashion_mnist import FashionMNIST, load_fashion_mnist
+def _open_spec(model: Any, data: str | os.PathLike[str]) -> Any:
+    """A dataset named by a string: ``"fashion-mnist"`` as before (its test set, as a
+    :class:`~seethrough.data.FashionMNIST`), anything else through :func:`model_source`
+    (which needs a ``LoadedModel`` — its preprocessing — unless it is Fashion-MNIST)."""
+    from ..data.fashion_mnist import load_fashion_mnist
 
-    if isinstance(data, str):
-        if data != "fashion-mnist":
-            raise InvalidOptionError(
-                f"unknown dataset {data!r}; pass 'fashion-mnist' (its test set), a tensor "
-                "(N, C, H, W) or an iterable of batches"
-            )
-        data = load_fashion_mnist("test")
+    if data == "fashion-mnist":
+        return load_fashion_mnist("test")
+    spec = os.fspath(data)
+    if isinstance(model, nn.Module) and not spec.strip().lower().startswith("fashion-mnist"):
+        raise InvalidOptionError(
+            f"unknown dataset {spec!r} for a plain module: a folder or list file needs the "
+            "model's preprocessing; pass a LoadedModel (seethrough.load_model(...)), or an "
+            "ImageSource of model inputs (model_source(model, data, transform=...)), a tensor "
+            "(N, C, H, W), an iterable of batches or 'fashion-mnist'"
+        )
+    return model_source(model, spec).source
+
+
+class _SourceBlocks:
+    """An image source in blocks of model inputs on the model's device and dtype; counts
+    the unreadable images (never raised)."""
+
+    def __init__(self, source: ImageSource, rows: int, num_workers: int, param: Any) -> None:
+        self.source, self.rows, self.num_workers, self.param = source, rows, num_workers, param
+        self.skipped = 0
+        self.first_error = ""
+
+    def __iter__(self) -> Iterator[_Block]:
+        for batch in stream(self.source, self.rows, num_workers=self.num_workers):
+            if batch.failed:
+                self.skipped += len(batch.failed)
+                bad = batch.failed[0]
+                self.first_error = self.first_error or f"{bad.path}: {bad.error}"
+            if len(batch):
+                x = batch.inputs
+                if self.param is not None:
+                    x = x.to(device=self.param.device, dtype=self.param.dtype)
+                yield x, batch.indices, batch.paths
+
+
+def _blocks(
+    data: Any, model: nn.Module, rows: int, num_workers: int
+) -> tuple[int | None, Iterable[_Block]]:
+    """The dataset as ``(images or None, blocks)``."""
+    from ..data.fashion_mnist import FashionMNIST
+
+    param = next(iter([*model.parameters(), *model.buffers()]), None)
+    if isinstance(data, ImageSource):
+        return len(data), _SourceBlocks(data, rows, num_workers, param)
     if isinstance(data, FashionMNIST):
-        param = next(iter([*model.parameters(), *model.buffers()]), None)
         dataset = data
 
-        def fashion() -> Iterator[Tensor]:
+        def fashion() -> Iterator[_Block]:
             for a in range(0, len(dataset), BLOCK_ROWS):
                 x = dataset.inputs(a, a + BLOCK_ROWS)
-                yield x if param is None else x.to(device=param.device, dtype=param.dtype)
+                x = x if param is None else x.to(device=param.device, dtype=param.dtype)
+                names = [f"fashion-mnist:{dataset.split}#{i}" for i in range(a, a + len(x))]
+                yield x, None, names
 
         return len(data), fashion()
     if isinstance(data, Tensor):
         if data.dim() != 4:
             check_inputs(data, model)  # raises with the shape and the fix
         tensor = data
-        return len(data), (tensor[a : a + BLOCK_ROWS] for a in range(0, len(tensor), BLOCK_ROWS))
+        return len(data), (
+            (tensor[a : a + BLOCK_ROWS], None, None) for a in range(0, len(tensor), BLOCK_ROWS)
+        )
     if isinstance(data, Iterable):
-        return None, (_as_batch(item) for item in data)
+        return None, ((_as_batch(item), None, None) for item in data)
     raise InvalidInputError(
         f"cannot stream a {type(data).__name__}; pass a tensor (N, C, H, W), an iterable of "
-        "batches, a FashionMNIST split or 'fashion-mnist'"
+        "batches, an ImageSource, a FashionMNIST split, 'fashion-mnist', or (with a "
+        "LoadedModel) a folder or list file"
     )
 
 
@@ -203,6 +281,7 @@ def top_examples(
     k: int = 9,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    num_workers: int = 0,
 ) -> TopExamples:
     """Find, for each channel of ``layer``, the ``k`` inputs whose strongest unit is
     strongest, and the receptive field of that unit.
@@ -211,11 +290,17 @@ def top_examples(
     ----------
     model : nn.Module or LoadedModel
         In eval mode; left untouched.
-    images_or_dataset : Tensor, iterable, FashionMNIST or "fashion-mnist"
+    images_or_dataset : Tensor, iterable, ImageSource, FashionMNIST, str or path
         A tensor ``(N, C, H, W)``; an iterable of batches (tensors, or tuples whose first
         item is the tensor, as a ``DataLoader`` gives); a
         :class:`~seethrough.data.FashionMNIST` split or ``"fashion-mnist"`` (its test
         set, normalised for the reference CNN). Image indices count from 0 across batches.
+        Or a dataset read a batch at a time: an :class:`~seethrough.data.ImageSource` of
+        model inputs (:func:`~seethrough.core.datasets.model_source`), or — with a
+        ``LoadedModel``, whose preprocessing makes the inputs — a folder of images (class
+        subfolders or flat), a ``.csv``/``.parquet`` list, or ``"fashion-mnist:train"``.
+        Indices are then positions in the source; unreadable images are skipped and
+        counted in ``skipped``. Inputs go to the model's device and dtype.
     layer : str
         Dotted module name; its output must be ``(N, C, h, w)`` or ``(N, C)``.
     channels : sequence of int, optional
@@ -223,16 +308,21 @@ def top_examples(
     k : int
         Examples per channel (fewer if the dataset is smaller).
     batch_size : int, optional
-        Most images per forward pass (default: adapt to memory).
+        Most images per forward pass (default: adapt to memory); for an image source also
+        the images decoded at a time (default :data:`SOURCE_BLOCK`).
     progress : callable, optional
         ``progress(images_done, images_total)`` after each chunk (total 0 when the
-        iterable's length is unknown).
+        iterable's length is unknown; for an image source, ``images_done`` is the
+        position after the last ranked image).
+    num_workers : int
+        ``DataLoader`` processes decoding an image source while the model computes.
 
     Returns
     -------
     TopExamples
         Memory: the top-k per channel and the inputs of the hits (at most ``k`` per
-        channel), never the activations of the whole dataset.
+        channel), never the activations of the whole dataset — and for an image source
+        one block of decoded images, never the dataset's pixels.
 
     Raises
     ------
@@ -242,16 +332,28 @@ def top_examples(
     module = module_of(model)
     _check_k(k)
     find_layer(module, layer)
-    total, blocks = _blocks(images_or_dataset, module)
+    data = images_or_dataset
+    if isinstance(data, (str, os.PathLike)):
+        data = _open_spec(model, data)
+    total, blocks = _blocks(data, module, batch_size or SOURCE_BLOCK, num_workers)
     device = model_device(module)
     running = _Running(k, channels, layer)
-    stream = _Stream(module, layer, running, total, progress)
+    feed = _Stream(module, layer, running, total, progress)
     with guarded(module, [device] if device is not None else None):
-        for block in blocks:
-            stream.add(check_inputs(block, module), batch_size)
-    if stream.field is None or running.channels is None:
+        for x, positions, paths in blocks:
+            feed.add(check_inputs(x, module), batch_size, positions, paths)
+    skipped = blocks.skipped if isinstance(blocks, _SourceBlocks) else 0
+    if skipped:
+        assert isinstance(blocks, _SourceBlocks)
+        logger.warning(
+            "top_examples skipped %d unreadable image(s) of %d (first: %s)",
+            skipped,
+            total,
+            blocks.first_error,
+        )
+    if feed.field is None or running.channels is None:
         raise InvalidInputError("the dataset is empty: there are no images to rank")
-    return _result(running, stream.field, stream.seen, layer, k, batch_size)
+    return _result(running, feed.field, feed.seen, layer, k, batch_size, skipped)
 
 
 class _Stream:
@@ -272,7 +374,13 @@ class _Stream:
         self.budget: Budget | None = None
         self.field: ReceptiveField | None = None
 
-    def add(self, x: Tensor, batch_size: int | None) -> None:
+    def add(
+        self,
+        x: Tensor,
+        batch_size: int | None,
+        positions: Tensor | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> None:
         if self.shape is None:
             self.shape = tuple(x.shape[1:])
             self.budget = Budget(rows=default_rows(x, batch_size), device=x.device)
@@ -284,11 +392,15 @@ class _Stream:
             )
         assert self.budget is not None
         start = self.seen
+        if positions is None:
+            positions = torch.arange(start, start + len(x))
+        names = paths or ()
 
         def consume(offset: int, maps: Tensor) -> None:
-            self.running.merge(start + offset, x[offset : offset + len(maps)], maps)
+            stop = offset + len(maps)
+            self.running.merge(positions[offset:stop], x[offset:stop], maps, names[offset:stop])
             if self.progress is not None:
-                self.progress(start + offset + len(maps), self.total)
+                self.progress(int(positions[stop - 1]) + 1, self.total)
 
         capture_chunks(
             self.model,
@@ -303,7 +415,13 @@ class _Stream:
 
 
 def _result(
-    running: _Running, field_: ReceptiveField, seen: int, layer: str, k: int, batch_size: int | None
+    running: _Running,
+    field_: ReceptiveField,
+    seen: int,
+    layer: str,
+    k: int,
+    batch_size: int | None,
+    skipped: int,
 ) -> TopExamples:
     assert running.channels is not None
     where = running.where.T.cpu()
@@ -312,11 +430,12 @@ def _result(
         [[field_.box(int(r), int(c)) for r, c in row] for row in locations.tolist()],
         dtype=torch.int64,
     ).reshape(*locations.shape[:2], 4)
+    indices = running.index.T.cpu().contiguous()
     return TopExamples(
         layer=layer,
         channels=running.channels.clone(),
         values=running.values.T.cpu().contiguous(),
-        indices=running.index.T.cpu().contiguous(),
+        indices=indices,
         locations=locations,
         boxes=boxes,
         receptive_field=field_,
@@ -324,4 +443,6 @@ def _result(
         count=seen,
         layer_channels=running.layer_channels,
         settings=MappingProxyType({"k": k, "batch_size": batch_size}),
+        paths=tuple(tuple(running.paths[i] for i in row) for row in indices.tolist()),
+        skipped=skipped,
     )

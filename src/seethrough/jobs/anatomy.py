@@ -1,8 +1,14 @@
 """The anatomy job: module cards over a labelled dataset → ``anatomy.json``, an overview
-figure and one card figure per module, written whole or not at all."""
+figure and one card figure per module, written whole or not at all.
+
+The dataset is streamed (:func:`labelled_source`: a folder of class subfolders or
+Fashion-MNIST as an :class:`~seethrough.data.ImageSource` of the model's inputs), so its
+size is bounded by the disk, not the memory; :func:`labelled_data` still loads tensors
+for the jobs that need them whole."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +19,8 @@ import torch
 from torch import Tensor
 
 from ..anatomy import Anatomy, TcavResult, anatomy, tcav
+from ..core.datasets import model_source
+from ..data.sources import ImageSource, open_source
 from ..errors import InvalidInputError, InvalidOptionError
 from ..models.zoo import LoadedModel
 from ..reporting.html import PAGE, PageFigure, PageTable, number, render_job_page
@@ -24,8 +32,10 @@ __all__ = [
     "ANATOMY",
     "AnatomyJobResult",
     "LabelledData",
+    "LabelledSource",
     "labelled_data",
     "labelled_folder",
+    "labelled_source",
     "run_anatomy",
 ]
 
@@ -40,6 +50,14 @@ class LabelledData:
 
     inputs: Tensor
     labels: Tensor
+    source: str
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledSource:
+    """A labelled dataset streamed as the model's inputs, and where it came from."""
+
+    images: ImageSource
     source: str
 
 
@@ -79,6 +97,38 @@ def labelled_folder(net: LoadedModel, folder: str | os.PathLike[str]) -> Labelle
     return LabelledData(torch.cat(xs), torch.cat(ys), str(root))
 
 
+def _class_subfolders(net: LoadedModel, root: Path) -> None:
+    """Refuse a folder without class subfolders, or one named after no class of the model
+    (the rule and messages of :func:`labelled_folder`)."""
+    if not root.is_dir():
+        raise InvalidInputError(f"{root} is not a folder of class subfolders")
+    names = list(net.labels or [])
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for sub in subs:
+        if sub.name not in names and not sub.name.isdigit():
+            raise InvalidInputError(
+                f"subfolder {sub.name!r} of {root} names no class of the model; name each "
+                "subfolder after a class (its label or its index)"
+            )
+    if not subs:
+        raise InvalidInputError(f"{root} has no class subfolders (expected {root}/<class>/…)")
+
+
+def labelled_source(
+    net: LoadedModel, data: str | os.PathLike[str], limit: int | None = None
+) -> LabelledSource:
+    """The first ``limit`` images (all when ``None``) of ``data`` as a source of the
+    model's inputs, read in batches by the job: ``"fashion-mnist"`` (its test set as the
+    Fashion-MNIST CNN takes it, the inputs :func:`labelled_data` gives) or a folder of
+    class subfolders (named as for :func:`labelled_folder`; each image through the
+    model's preprocessing; unreadable files are skipped and counted)."""
+    if str(data) == _FASHION_MNIST:
+        return LabelledSource(open_source("fashion-mnist:test", limit=limit), _FASHION_MNIST)
+    root = Path(data)
+    _class_subfolders(net, root)
+    return LabelledSource(model_source(net, root, limit=limit).source, str(root))
+
+
 def labelled_data(
     net: LoadedModel, data: str | os.PathLike[str], limit: int | None = None
 ) -> LabelledData:
@@ -98,7 +148,7 @@ def labelled_data(
 
 def _concepts(
     net: LoadedModel,
-    data: LabelledData,
+    data: LabelledData | LabelledSource,
     concepts: Mapping[str, str],
     concept_class: int | None,
     layer: str | None,
@@ -111,18 +161,27 @@ def _concepts(
         raise InvalidOptionError("--concept needs --concept-class and --concept-layer")
     from ..data import load_images
 
-    members = data.inputs[data.labels == concept_class]
+    pool: Tensor | ImageSource
+    members: Tensor | ImageSource
+    if isinstance(data, LabelledSource):
+        pool, members = data.images, _Subset.of_class(data.images, concept_class)
+    else:
+        pool, members = data.inputs, data.inputs[data.labels == concept_class]
     if len(members) == 0:
         raise InvalidInputError(f"the data hold no image of class {concept_class}")
     results = []
     for name, folder in concepts.items():
-        examples = net.preprocess(load_images(folder))
+        examples: Tensor | ImageSource
+        if isinstance(data, LabelledSource):
+            examples = model_source(net, folder).source
+        else:
+            examples = net.preprocess(load_images(folder))
         results.append(
             tcav(
                 net.module,
                 layer,
                 examples,
-                data.inputs,
+                pool,
                 members,
                 concept_class,
                 concept_name=name,
@@ -135,7 +194,7 @@ def _concepts(
 
 def run_anatomy(
     net: LoadedModel,
-    data: LabelledData,
+    data: LabelledData | LabelledSource,
     out: str | os.PathLike[str],
     *,
     modules: Sequence[str] | None = None,
@@ -155,12 +214,16 @@ def run_anatomy(
     """Run :func:`~seethrough.anatomy.anatomy` (and TCAV for ``concepts``: name → folder)
     and write ``anatomy.json``, ``anatomy.png``, ``card-<module>.png`` and ``index.html``
     into ``out`` (held by this run, written whole or not at all: see
-    :class:`~seethrough.reporting.output.OutputFolder`)."""
+    :class:`~seethrough.reporting.output.OutputFolder`). ``data``: tensors
+    (:func:`labelled_data`) or a source streamed in batches (:func:`labelled_source`)."""
+    inputs, labels = (
+        (data.images, None) if isinstance(data, LabelledSource) else (data.inputs, data.labels)
+    )
     with OutputFolder(out, force, manifest=ANATOMY) as staging:
         result = anatomy(
             net,
-            data.inputs,
-            data.labels,
+            inputs,
+            labels,
             modules,
             channel_sweep=channel_sweep,
             sweep_size=sweep_size,
@@ -192,6 +255,36 @@ def run_anatomy(
         (staging / PAGE).write_text(_page(content, files), encoding="utf-8")
         files.extend([PAGE, ANATOMY])
     return AnatomyJobResult(Path(out), result, tested, tuple(files))
+
+
+class _Subset(ImageSource):
+    """Some images of another source, by position (the images of one class, for TCAV)."""
+
+    def __init__(self, base: ImageSource, positions: Sequence[int]) -> None:
+        self.base, self.positions = base, list(positions)
+        self.spec, self.classes = base.spec, base.classes
+        self._transform = base.transform
+
+    @classmethod
+    def of_class(cls, base: ImageSource, label: int) -> _Subset:
+        """The images of ``base`` labelled ``label`` (labels read without decoding)."""
+        return cls(base, [i for i in range(len(base)) if base.record(i)[1] == label])
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def record(self, index: int) -> tuple[str, int]:
+        return self.base.record(self.positions[index])
+
+    def fingerprint(self) -> str:
+        chosen = ",".join(map(str, self.positions))
+        return hashlib.sha256(f"{self.base.fingerprint()}\n{chosen}".encode()).hexdigest()
+
+    def _raw(self, index: int) -> Any:
+        return self.base._raw(self.positions[index])
+
+    def _default_input(self, index: int, raw: Any) -> Tensor:
+        return self.base._default_input(self.positions[index], raw)
 
 
 def _class_name(data: dict[str, Any], index: int | None) -> str:

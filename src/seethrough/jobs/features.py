@@ -22,9 +22,11 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from ..core.datasets import model_source
 from ..core.guard import guarded
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
 from ..data.images import LoadedImage
+from ..data.sources import ImageSource
 from ..errors import InvalidInputError, InvalidOptionError, SeethroughError
 from ..inside import (
     dream,
@@ -54,6 +56,7 @@ from ..viz import (
 __all__ = [
     "FeaturesJobResult",
     "load_dataset",
+    "open_dataset",
     "run_dream",
     "run_filters",
     "run_invert",
@@ -343,9 +346,21 @@ def load_dataset(name: str, limit: int | None = None) -> FashionMNIST:
     return replace(data, images=data.images[:limit], labels=data.labels[:limit])
 
 
+def open_dataset(
+    net: LoadedModel, spec: str, limit: int | None = None
+) -> FashionMNIST | ImageSource:
+    """The dataset ``spec`` for :func:`run_top_examples`: ``"fashion-mnist"`` as
+    :func:`load_dataset` gives it; anything else (``"fashion-mnist:train"``, a folder of
+    images, a ``.csv``/``.parquet`` list) as an image source of ``net``'s inputs, read a
+    batch at a time (:func:`~seethrough.core.datasets.model_source`)."""
+    if spec == "fashion-mnist":
+        return load_dataset(spec, limit)
+    return model_source(net, spec, limit=limit).source
+
+
 def run_top_examples(
     net: LoadedModel,
-    source: Sequence[LoadedImage] | FashionMNIST,
+    source: Sequence[LoadedImage] | FashionMNIST | ImageSource,
     layer: str,
     out: str | os.PathLike[str],
     *,
@@ -355,8 +370,9 @@ def run_top_examples(
     force: bool = False,
     progress: JobProgress | None = None,
 ) -> FeaturesJobResult:
-    """Top-``k`` images per channel of ``layer`` over a folder's images or a Fashion-MNIST
-    split → ``top-examples-NNN.png`` (16 channels each: the receptive-field crops) and
+    """Top-``k`` images per channel of ``layer`` over a folder's images, a Fashion-MNIST
+    split or an image source (streamed; see :func:`open_dataset`) →
+    ``top-examples-NNN.png`` (16 channels each: the receptive-field crops) and
     ``top-examples.json``."""
     if isinstance(source, FashionMNIST) and len(source) == 0:
         raise InvalidInputError("no Fashion-MNIST images to rank (--limit 0?)")
@@ -383,7 +399,7 @@ def run_top_examples(
 
 def _top_examples(
     net: LoadedModel,
-    source: Sequence[LoadedImage] | FashionMNIST,
+    source: Sequence[LoadedImage] | FashionMNIST | ImageSource,
     layer: str,
     channels: Sequence[int] | None,
     k: int,
@@ -391,12 +407,16 @@ def _top_examples(
     report: Callable[[int, int], None] | None,
 ) -> tuple[Any, dict[str, Any], Any]:
     """The top examples, the JSON content (hits named) and the figures' transform."""
+    names: Any
     if isinstance(source, FashionMNIST):
         _check_runs_on(net, source.inputs(0, 1))
         data: Any = source
         transform: Any = FASHION_CNN_PREPROCESS
         names = [f"{i}: {FASHION_MNIST_CLASSES[int(c)]}" for i, c in enumerate(source.labels)]
         described: Any = {"dataset": f"fashion-mnist {source.split}", "images": len(source)}
+    elif isinstance(source, ImageSource):
+        data, transform, names = source, net.preprocess, None  # names: the hits' paths
+        described = {"dataset": source.spec, "images": len(source)}
     else:
         data, transform = _image_blocks(net, source), net.preprocess
         names = [im.name for im in source]
@@ -405,7 +425,9 @@ def _top_examples(
         net, data, layer, channels=channels, k=k, batch_size=batch_size, progress=report
     )
     content = to_jsonable(result)
-    for channel in content["channels"]:
-        for hit in channel["hits"]:
-            hit["name"] = names[hit["image"]]
+    for row, channel in enumerate(content["channels"]):
+        for rank, hit in enumerate(channel["hits"]):
+            hit["name"] = names[hit["image"]] if names is not None else result.paths[row][rank]
+    if names is None:
+        described["skipped"] = result.skipped
     return result, {**described, "top_examples": content}, transform

@@ -280,7 +280,7 @@ def _without(obj: Any, *names: str) -> dict[str, Any]:
 def _ablation_result(r: AblationResult) -> dict[str, Any]:
     drops = r.accuracy_drop.tolist()
     return {
-        **_pick(r, "baseline seed seconds batched"),
+        **_pick(r, "baseline seed seconds batched skipped"),
         "ablations": [
             {"name": a.name, **_fields(a), "accuracy_drop": d, **_fields(e)}
             for a, e, d in zip(r.ablations, r.evaluations, drops, strict=True)
@@ -295,6 +295,7 @@ def _tcav(r: TcavResult) -> dict[str, Any]:
         "null_mean": float(r.null_means.mean()),
         "null_std": float(r.null_means.std()),
         **_pick(r, "p_value cav_p_value smallest_p alpha significant seed scores cav_accuracy"),
+        "skipped": r.skipped,
         "null_set_means": r.null_means,
         "null_set_cav_accuracy": r.null_cav_accuracy.mean(dim=1),
     }
@@ -311,6 +312,7 @@ def _probe_table(t: ProbeTable) -> dict[str, Any]:
     return {
         "seed": t.seed,
         "seconds": t.seconds,
+        "skipped": t.skipped,
         "chance": t.trained[0].chance if t.trained else None,
         "pixels": t.pixels,
         "layers": {
@@ -386,6 +388,7 @@ def _top_examples(t: TopExamples) -> dict[str, Any]:
     def hit(row: int, rank: int) -> dict[str, Any]:
         return {
             "image": images[row][rank],
+            "path": t.paths[row][rank] if t.paths else "",
             "value": values[row][rank],
             "location": locations[row][rank],
             "box": boxes[row][rank],
@@ -394,6 +397,7 @@ def _top_examples(t: TopExamples) -> dict[str, Any]:
     return {
         "layer": t.layer,
         "images_seen": t.count,
+        "skipped": t.skipped,
         **_pick(t, "layer_channels k receptive_field"),
         "channels": [
             {"channel": c, "hits": [hit(r, j) for j in range(t.k)]}

@@ -24,6 +24,7 @@ from .robust import (
     plot_robust_accuracy,
 )
 from .sanity import plot_randomization_grid, plot_similarity_curves
+from .strategies import plot_class_maps, plot_spray
 
 __all__ = [
     "colorize",
@@ -39,6 +40,7 @@ __all__ = [
     "plot_circuit",
     "plot_circuit_overlap",
     "plot_class_images",
+    "plot_class_maps",
     "plot_comparison",
     "plot_concept_links",
     "plot_concepts",
@@ -50,6 +52,7 @@ __all__ = [
     "plot_randomization_grid",
     "plot_robust_accuracy",
     "plot_similarity_curves",
+    "plot_spray",
     "plot_top_examples",
     "plot_traces",
     "plot_visualization",

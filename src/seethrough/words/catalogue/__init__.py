@@ -14,6 +14,7 @@ from . import common, explanation, predictions
 from . import decompose as _decompose
 from . import report as _report
 from . import robust as _robust
+from . import scale as _scale
 from . import trust as _trust
 
 __all__ = ["CATALOGUES"]
@@ -27,6 +28,7 @@ _SUBJECTS: tuple[ModuleType, ...] = (
     _anatomy,
     _decompose,
     _robust,
+    _scale,
 )
 
 
