@@ -16,7 +16,9 @@ float16 maps and the Parquet index written, shards fsynced):
   passes (the completeness check at the input and the baseline).
 * ``photos gradient+grad_cam``: EfficientNet-Lite0 on a folder of ``--photos`` JPEG files
   (the bundled sample photos, repeated) decoded and preprocessed by ``--workers`` DataLoader
-  processes; roofline: one forward+backward per batch of already preprocessed inputs.
+  processes (default 0: in the main process — on the 2-core build machine one worker made the
+  run 4.6 s slower per 96 photos, measured, far more than its decoding takes: to be
+  understood); roofline: one forward+backward per batch of already preprocessed inputs.
 
 The roofline is timed on the same batches held in memory, as an attribution method needs the
 model: gradients to the input only (parameters frozen), in the memory layout the run chose
@@ -228,7 +230,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=96)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="IG grid points")
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes (photos)")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (photos)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scaling-images", type=int, default=1_000)
     parser.add_argument("--scaling-repeats", type=int, default=2)
