@@ -454,7 +454,7 @@ def test_dataloader_workers_give_the_same_batches(tmp_path: Path, fashion: Image
     _same(_batches(fashion, 0, sampler=subset[:6]), _batches(fashion, 1, sampler=subset[:6], **ctx))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a GPU")
+@pytest.mark.gpu  # pinned memory needs a GPU (benchmarks/gpu.sh runs the gpu tests)
 def test_batch_pins_memory(fashion: ImageSource) -> None:
     batch = next(iter(DataLoader(fashion, batch_size=4, collate_fn=collate_items, pin_memory=True)))
     assert batch.inputs.is_pinned() and batch.indices.is_pinned()
