@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -22,20 +22,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data.sources import Batch, ImageSource, collate_items, open_source
-from ..errors import InvalidInputError
 from ..models.zoo import FASHION_CNN_PREPROCESS, imagenet_labels
 from ..words import imagenet_wnids
 from .guard import unwrap_model
 
-__all__ = [
-    "DataLike",
-    "ModelSource",
-    "batches",
-    "class_mapping",
-    "data_size",
-    "model_source",
-    "stream",
-]
+__all__ = ["ModelSource", "class_mapping", "model_source", "stream"]
 
 
 def class_mapping(labels: Sequence[str] | None) -> dict[str, int] | None:
@@ -153,21 +144,25 @@ def stream(
     batch_size: int,
     *,
     indices: Sequence[int] | None = None,
+    batch_sampler: Iterable[list[int]] | None = None,
     num_workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
 ) -> Iterator[Batch]:
     """``source`` in batches of ``batch_size`` images, in index order (``indices``: only
-    those), decoded by ``num_workers`` ``DataLoader`` processes while the caller computes.
+    those; ``batch_sampler``: exactly these batches of positions instead), decoded by
+    ``num_workers`` ``DataLoader`` processes while the caller computes.
 
     Each :class:`~seethrough.data.sources.Batch` holds the readable images as
     ``inputs`` and the unreadable ones in ``failed`` (never raised). The loader has its
     own generator (``seed``): the caller's global random state is not used or advanced.
     """
-    order: Sequence[int] = range(len(source)) if indices is None else list(indices)
+    if batch_sampler is None:
+        order: Sequence[int] = range(len(source)) if indices is None else list(indices)
+        batch_sampler = _Batches(order, batch_size)
     loader = DataLoader(
         source,
-        batch_sampler=_Batches(order, batch_size),
+        batch_sampler=batch_sampler,
         collate_fn=collate_items,
         num_workers=num_workers,
         pin_memory=pin_memory,
@@ -189,74 +184,3 @@ class _Batches:
 
     def __len__(self) -> int:
         return (len(self.order) + self.size - 1) // self.size
-
-
-DataLike = Any
-"""Labelled images for a dataset job: a tensor ``(N, C, H, W)`` of model inputs (with a
-``labels`` tensor ``(N,)`` given apart), or an ``ImageSource`` of model inputs (its labels
-are its own; see :func:`model_source`)."""
-
-
-def data_size(data: DataLike) -> int:
-    """The number of images in ``data`` (readable or not)."""
-    return len(data)
-
-
-def batches(
-    data: DataLike,
-    labels: Tensor | None = None,
-    *,
-    batch_size: int,
-    device: torch.device | str | None = None,
-    indices: Sequence[int] | None = None,
-    num_workers: int = 0,
-    on_failed: Callable[[Sequence[Any]], None] | None = None,
-) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """``(inputs, labels)`` in batches of at most ``batch_size`` images, in order, on
-    ``device`` — from tensors or streamed from an ``ImageSource`` (memory: one batch).
-
-    Parameters
-    ----------
-    data : Tensor or ImageSource
-        See :data:`DataLike`.
-    labels : Tensor, optional
-        With a tensor ``data``: its labels (``None``: unlabelled). With a source: must be
-        ``None`` (the source's labels are used; ``-1`` where it has none).
-    indices : sequence of int, optional
-        Only these images, in this order.
-    on_failed : callable, optional
-        Called with the unreadable items of each batch that has some (a source's bad
-        files are skipped, never raised); default: skipped silently.
-
-    Yields
-    ------
-    (Tensor, Tensor or None)
-        ``(n, C, H, W)`` inputs and ``(n,)`` int64 labels (``n`` may be 0 when a whole
-        batch was unreadable; such batches are not yielded).
-    """
-    if isinstance(data, ImageSource):
-        if labels is not None:
-            raise InvalidInputError(
-                "labels= is for tensor inputs; an image source has its own labels"
-            )
-        for batch in stream(
-            data,
-            batch_size,
-            indices=indices,
-            num_workers=num_workers,
-            pin_memory=torch.device(device or "cpu").type == "cuda",
-        ):
-            if batch.failed and on_failed is not None:
-                on_failed(batch.failed)
-            if len(batch.indices):
-                yield batch.inputs.to(device), batch.labels.to(device)
-        return
-    if not isinstance(data, Tensor):
-        raise InvalidInputError(
-            f"expected a tensor (N, C, H, W) of inputs or an ImageSource, got {type(data).__name__}"
-        )
-    order = torch.arange(len(data)) if indices is None else torch.as_tensor(list(indices))
-    for a in range(0, len(order), batch_size):
-        rows = order[a : a + batch_size]
-        x = data[rows].to(device)
-        yield x, None if labels is None else labels[rows].to(device)

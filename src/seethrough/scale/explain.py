@@ -30,21 +30,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from ..attribution.api import explain_all, make_method, route_options
 from ..attribution.explanation import Explanation
 from ..attribution.method import Method
 from ..core.budget import LAYOUT_PROBE_ROWS, Budget
-from ..core.datasets import class_mapping, model_source
+from ..core.datasets import class_mapping, model_source, stream
 from ..core.focus import TOP_FRACTION
 from ..core.guard import guarded, model_device, unwrap_model
 from ..core.hooks import HookSet
 from ..core.targets import logits_of
 from ..core.versions import library_versions
 from ..data.shards import Run, RunWriter, ShardPlan, open_run
-from ..data.sources import Batch, ImageSource, collate_items
+from ..data.sources import Batch, ImageSource
 from ..errors import InvalidInputError, InvalidOptionError, check_option, integer, one_of
+from .classes import top_share
 from .engines import run_shards
 
 __all__ = [
@@ -119,14 +119,10 @@ def map_statistics(maps: Tensor, top_fraction: float = TOP_FRACTION) -> dict[str
     values = maps.detach().to("cpu", torch.float64)
     n = len(values)
     flat = values.reshape(n, -1)
-    weights = values.abs().sum(dim=1).reshape(n, -1)
     if n == 0 or flat.shape[1] == 0:
         empty = np.zeros(n, dtype=np.float64)
         return {name: empty.copy() for name in STATISTICS}
-    k = math.ceil(top_fraction * weights.shape[1] - 1e-9)
-    total = weights.sum(dim=1)
-    top = weights.topk(k, dim=1).values.sum(dim=1)
-    share = torch.where(total > 0, top / total.clamp_min(1e-300), torch.nan)
+    share = top_share(values, top_fraction)
     return {
         "sum": flat.sum(dim=1).numpy(),
         "abs_sum": flat.abs().sum(dim=1).numpy(),
@@ -285,15 +281,13 @@ class ShardJob:
         shards = list(shards)
         if not shards:
             return
-        loader = DataLoader(
+        loader = stream(
             self.source,
+            self.batch_size,
             batch_sampler=self.batches(shards),
-            collate_fn=collate_items,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
-            # its own generator: the loader's base seed would otherwise come from (and
-            # advance) the caller's global RNG
-            generator=torch.Generator().manual_seed(self.seed),
+            seed=self.seed,  # the loader's own generator: the caller's RNG is not advanced
         )
         batches = iter(loader)
         said = _Warnings(self.batch_size)
