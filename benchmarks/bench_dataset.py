@@ -3,6 +3,8 @@ roofline with the same batch, and the scaling from 1 to 2 processes (torchrun), 
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_dataset.py \
         --json benchmarks/results-dataset-2026-12-06.json
+    PYTHONPATH=src python benchmarks/bench_dataset.py --threads 1 --workloads fashion \
+        --no-scaling --json benchmarks/results-dataset-1thread-2026-12-06.json
     PYTHONPATH=src python benchmarks/bench_dataset.py --device cuda --json out.json
 
 Three workloads, each a whole run into a fresh folder (decoding, explaining, statistics,
@@ -17,8 +19,16 @@ float16 maps and the Parquet index written, shards fsynced):
 * ``photos gradient+grad_cam``: EfficientNet-Lite0 on a folder of ``--photos`` JPEG files
   (the bundled sample photos, repeated) decoded and preprocessed by ``--workers`` DataLoader
   processes (default 0: in the main process — on the 2-core build machine one worker made the
-  run 4.6 s slower per 96 photos, measured, far more than its decoding takes: to be
-  understood); roofline: one forward+backward per batch of already preprocessed inputs.
+  run 4.6 s slower per 96 photos, far more than its decoding takes: with torch's threads on
+  every core, another busy process or thread stalls them (the same effect measured with a
+  thread beside the model: 0.80 → 0.73 of the roofline); roofline: one forward+backward per
+  batch of already preprocessed inputs.
+
+``--threads`` sets torch's threads (default: torch's own, one per core). With fewer threads
+than cores a run makes each batch's index columns and stored maps in a thread beside the
+model; the roofline is measured at the same thread count. ``--workloads`` picks workloads.
+Each row also lists every repeat's own ratio (``repeat_ratios``): this machine's timings
+wander by ±10 % from one run to the next.
 
 The roofline is timed on the same batches held in memory, as an attribution method needs the
 model: gradients to the input only (parameters frozen), in the memory layout the run chose
@@ -146,6 +156,7 @@ def _workload(
             fwds.append(fwd)
     ours = statistics.median(times)
     roofline = passes * statistics.median(fbs) + forwards * statistics.median(fwds)
+    pairs = [(passes * fb + forwards * fwd) / t for t, fb, fwd in zip(times, fbs, fwds)]
     row = {
         "workload": name,
         "device": str(device),
@@ -156,11 +167,14 @@ def _workload(
         "roofline_s": roofline,
         "roofline_images_per_s": images / roofline,
         "ratio": roofline / ours,
+        "repeat_ratios": pairs,  # each repeat's roofline / ours: the spread of the machine
+        "threads": torch.get_num_threads(),
         "layout": layout,
     }
     print(
         f"{name:<34} {images:>6} images  ours {ours:7.2f} s ({images / ours:7.1f}/s)  "
-        f"roofline {roofline:7.2f} s  ratio {roofline / ours:.2f}",
+        f"roofline {roofline:7.2f} s  ratio {roofline / ours:.2f} "
+        f"(repeats {min(pairs):.2f}–{max(pairs):.2f})",
         flush=True,
     )
     return row
@@ -235,57 +249,71 @@ def main() -> None:
     parser.add_argument("--scaling-images", type=int, default=1_000)
     parser.add_argument("--scaling-repeats", type=int, default=2)
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
+    parser.add_argument(
+        "--workloads",
+        default="fashion,ig,photos",
+        help="comma-separated: fashion (gradient+grad_cam), ig, photos",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    wanted = set(args.workloads.split(","))
     rows = []
 
     fashion = st.load_model("fashion-cnn", device=device)
     test = load_fashion_mnist("test")
-    rows.append(
-        _workload(
-            "fashion gradient+grad_cam",
-            fashion,
-            "fashion-mnist:test",
-            test.inputs(0, args.fashion).to(device),
-            ["gradient", "grad_cam"],
-            1,
-            0,
-            args,
-            limit=args.fashion,
-        )
-    )
-    rows.append(
-        _workload(
-            f"fashion integrated_gradients ({args.steps})",
-            fashion,
-            "fashion-mnist:test",
-            test.inputs(0, args.ig_images).to(device),
-            ["integrated_gradients"],
-            args.steps,
-            2,
-            args,
-            limit=args.ig_images,
-            rule="riemann_middle",
-            steps=args.steps,
-        )
-    )
-    lite = st.load_model("efficientnet-lite0", device=device)
-    with tempfile.TemporaryDirectory() as folder:
-        paths = _photo_folder(Path(folder), args.photos)
-        inputs = lite.preprocess([load_image(p) for p in paths]).to(device)
+    if "fashion" in wanted:
         rows.append(
             _workload(
-                "photos gradient+grad_cam (lite0)",
-                lite,
-                folder,
-                inputs,
+                "fashion gradient+grad_cam",
+                fashion,
+                "fashion-mnist:test",
+                test.inputs(0, args.fashion).to(device),
                 ["gradient", "grad_cam"],
                 1,
                 0,
                 args,
+                limit=args.fashion,
             )
         )
+    if "ig" in wanted:
+        rows.append(
+            _workload(
+                f"fashion integrated_gradients ({args.steps})",
+                fashion,
+                "fashion-mnist:test",
+                test.inputs(0, args.ig_images).to(device),
+                ["integrated_gradients"],
+                args.steps,
+                2,
+                args,
+                limit=args.ig_images,
+                rule="riemann_middle",
+                steps=args.steps,
+            )
+        )
+    if "photos" in wanted:
+        lite = st.load_model("efficientnet-lite0", device=device)
+        with tempfile.TemporaryDirectory() as folder:
+            paths = _photo_folder(Path(folder), args.photos)
+            inputs = lite.preprocess([load_image(p) for p in paths]).to(device)
+            rows.append(
+                _workload(
+                    "photos gradient+grad_cam (lite0)",
+                    lite,
+                    folder,
+                    inputs,
+                    ["gradient", "grad_cam"],
+                    1,
+                    0,
+                    args,
+                )
+            )
     scaling = None if args.no_scaling or device.type != "cpu" else _scaling(args)
     if args.json is not None:
         settings = {

@@ -19,6 +19,7 @@ from helpers import METHOD_CASES, Snapshot, tiny_inputs, tiny_model
 from seethrough._version import __version__
 from seethrough.attribution import Details, Explanation, make_method, method_names
 from seethrough.attribution.method import METHODS, Attribution
+from seethrough.core.guard import finite_rows
 from seethrough.errors import InvalidOptionError, NonFiniteError
 
 # ---------------------------------------------------------------- one option validator
@@ -189,6 +190,24 @@ def test_a_nan_gradient_under_a_finite_output_is_caught(method: str, step: str) 
     with pytest.raises(NonFiniteError, match=rf"gradient is not finite .*rows \[2\] on {step}"):
         st.explain(model, x, method)
     before.assert_unchanged(model, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_finite_rows_finds_every_kind_of_non_finite_number(dtype: torch.dtype) -> None:
+    big = torch.finfo(dtype).max
+    x = torch.zeros(6, 2, 3, 3, dtype=dtype)
+    x[0] = big  # the largest finite number: t · 0 stays 0 (no overflow in the sum)
+    x[1, 1, 2, 2] = math.nan
+    x[2, 0, 0, 0] = math.inf
+    x[3, 0, 1, 0] = -math.inf
+    x[4] = -0.0
+    x[5, 0] = big
+    x[5, 1] = -big  # a row summing past the range is still finite
+    expected = [True, False, False, False, True, True]
+    assert finite_rows(x).tolist() == expected
+    assert finite_rows(x).tolist() == torch.isfinite(x.flatten(1)).all(1).tolist()
+    assert finite_rows(torch.arange(4)).tolist() == [True] * 4  # integers are finite
+    assert finite_rows(torch.zeros(0, 3)).tolist() == []
 
 
 def test_a_nan_in_the_top_k_pass_is_caught_before_the_classes_are_picked() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from seethrough.data.shards import RunMismatchError
 from seethrough.errors import InvalidInputError, InvalidOptionError, TargetError
 from seethrough.models import imagenet_labels, load_model
 from seethrough.scale import class_mapping, explain_dataset, map_statistics, model_hash
+from seethrough.scale import explain as explain_module
 from seethrough.scale.explain import _LogitTap
 from seethrough.words import imagenet_wnids
 
@@ -301,6 +303,50 @@ def test_folder_labels_from_model_names_and_bad_files(net, tmp_path: Path) -> No
         stored = run.maps("gradient", list(range(6))[rows])
         assert torch.equal(stored, direct.half())
     assert run.names == ("gradient",)
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_statistics_thread_writes_what_the_main_thread_writes(
+    net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beside: bool
+) -> None:
+    # with a core to spare, a thread makes each batch's columns and stored maps while
+    # the model explains the next batch: the files are those of the one-thread path
+    options = dict(methods=["gradient", "grad_cam"], shard_size=8, batch_size=3, limit=20)
+    monkeypatch.setattr(explain_module, "_core_to_spare", lambda device: False)
+    explain_dataset(net, "fashion-mnist:test", out=tmp_path / "main", **options)
+    monkeypatch.setattr(explain_module, "_core_to_spare", lambda device: beside)
+    explain_dataset(net, "fashion-mnist:test", out=tmp_path / "other", **options)
+    assert files(tmp_path / "other") == files(tmp_path / "main")
+
+
+def test_an_error_in_the_statistics_thread_is_raised_and_nothing_half_written(
+    net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explain_module, "_core_to_spare", lambda device: True)
+    calls: list[str] = []
+
+    def broken(maps: Tensor, top_fraction: float = 0.1) -> dict[str, np.ndarray]:
+        calls.append(threading.current_thread().name)
+        if len(calls) > 3:  # the first shard (3 batches, one method) is fine
+            raise RuntimeError("statistics failed")
+        return map_statistics(maps, top_fraction)
+
+    monkeypatch.setattr(explain_module, "map_statistics", broken)
+    snapshot = Snapshot.take(net.module)
+    with pytest.raises(RuntimeError, match="statistics failed"):
+        explain_dataset(
+            net,
+            "fashion-mnist:test",
+            ["gradient"],
+            tmp_path / "run",
+            shard_size=6,
+            batch_size=2,
+            limit=18,
+        )
+    snapshot.assert_unchanged(net.module)
+    assert calls[0].startswith("seethrough-shard")  # it ran beside the model
+    shards = sorted(p.name for p in (tmp_path / "run" / "shards").iterdir())
+    assert shards == ["00000.errors.jsonl", "00000.parquet", "00000.safetensors"]
 
 
 def test_model_untouched_when_a_shard_fails(net, tmp_path: Path) -> None:

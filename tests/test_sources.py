@@ -79,6 +79,27 @@ def test_fashion_items_equal_the_reference_inputs_bitwise(fashion: ImageSource) 
     assert torch.equal(batch.indices, torch.arange(100, 164))
 
 
+def test_batched_fetch_equals_items_one_by_one(fashion: ImageSource) -> None:
+    # what DataLoader calls with a batch sampler: the bulk Fashion path (one normalisation
+    # for the batch), a head of it, and a source with a transform (one by one)
+    head = open_source("fashion-mnist:test", limit=50)
+    doubled = fashion.with_transform(lambda a: torch.from_numpy(a.astype("float32") * 2)[None])
+    for source, wanted in ((fashion, [9999, 3, 3, -1, 0]), (head, [49, 0, 7]), (doubled, [5, 2])):
+        bulk = source.__getitems__(wanted)
+        alone = [source[i] for i in wanted]
+        assert [(i.index, i.path, i.label, i.error) for i in bulk] == [
+            (i.index, i.path, i.label, i.error) for i in alone
+        ]
+        for a, b in zip(bulk, alone):
+            assert a.pixels is not None and b.pixels is not None
+            assert a.pixels.dtype == b.pixels.dtype and torch.equal(a.pixels, b.pixels)
+    with pytest.raises(IndexError):
+        head.__getitems__([50])  # the head's end, though the split goes on
+    loader = torch.utils.data.DataLoader(fashion, batch_size=64, collate_fn=collate_items)
+    first = next(iter(loader))
+    assert torch.equal(first.inputs, load_fashion_mnist("test").inputs(0, 64))
+
+
 def test_fashion_spellings_and_raw_transform(fashion: ImageSource) -> None:
     assert open_source("fashion-mnist").spec == "fashion-mnist:test"
     assert len(open_source("Fashion-MNIST:train")) == 60_000

@@ -326,7 +326,7 @@ def _run(
 def _nonfinite_rows(ctx: PassContext, result: Attribution) -> list[int]:
     """The result's rows with a non-finite score or map; with ``nonfinite="raise"`` the
     passes' own checks raised already, unless only the map is bad: raise for it here."""
-    bad = nonfinite_rows(result.scores, result.values)
+    bad = nonfinite_rows(*ctx.unchecked(result.scores, result.values))
     if bad:
         ctx.check_finite("the model's target score", "the clean forward pass", result.scores)
         ctx.check_finite("the attribution map", "the method's own passes", result.values)

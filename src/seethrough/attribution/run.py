@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..core.budget import Budget, Progress
+from ..core.guard import finite_rows
 from ..core.passes import Chunk, backward_chunks, forward_scores
 from ..core.targets import Target
 from ..errors import NonFiniteError, one_of
@@ -102,7 +103,7 @@ def nonfinite_rows(*tensors: Tensor | None) -> list[int]:
     present = [t for t in tensors if t is not None and t.numel()]
     if not present:
         return []
-    finite = torch.stack([torch.isfinite(t.reshape(len(t), -1)).all(1) for t in present]).all(0)
+    finite = torch.stack([finite_rows(t) for t in present]).all(0)
     if bool(finite.all()):
         return []
     return (~finite).nonzero()[:, 0].tolist()
@@ -141,6 +142,7 @@ class PassContext:
         self._rows_done = 0
         self._progress = progress
         self._findings: list[str] = []
+        self._finite: list[tuple[Tensor, int]] = []  # checked, unchanged since: (tensor, version)
 
     # ------------------------------------------------------------- progress plan
 
@@ -184,7 +186,20 @@ class PassContext:
     def check_finite(self, what: str, step: str, *tensors: Tensor | None) -> None:
         """Refuse (or note, with ``nonfinite="warn"``) rows of ``tensors`` that are NaN
         or infinite: ``what`` is the quantity, ``step`` the pass it came from."""
-        self._report(what, step, nonfinite_rows(*tensors))
+        rows = nonfinite_rows(*tensors)
+        if not rows:
+            self._finite.extend((t, _version(t)) for t in tensors if t is not None)
+        self._report(what, step, rows)
+
+    def unchecked(self, *tensors: Tensor | None) -> list[Tensor | None]:
+        """``tensors`` less those a check of this call found finite and that have not
+        been changed in place since (a method returning the shared pass's scores or
+        gradient as they are is not checked twice)."""
+        return [
+            t
+            for t in tensors
+            if t is None or not any(t is k and _version(t) == v >= 0 for k, v in self._finite)
+        ]
 
     def _report(self, what: str, step: str, rows: list[int]) -> None:
         if not rows:
@@ -330,7 +345,7 @@ class PassContext:
             assert chunk.input_grad is not None
             scores[chunk.start : chunk.stop] = chunk.scores
             indices[chunk.start : chunk.stop] = chunk.indices
-            finite[chunk.start : chunk.stop] = torch.isfinite(chunk.input_grad.flatten(1)).all(1)
+            finite[chunk.start : chunk.stop] = finite_rows(chunk.input_grad)
             if consume is None:
                 grads[chunk.start : chunk.stop] = chunk.input_grad
             else:
@@ -342,6 +357,14 @@ class PassContext:
         if not bool(finite.all()):  # the pass's one sync for its gradients
             self._report("the input gradient", step, (~finite).nonzero()[:, 0].tolist())
         return Gradients(grads, scores, indices)
+
+
+def _version(t: Tensor) -> int:
+    """The tensor's in-place version counter; -1 for an inference tensor (none kept)."""
+    try:
+        return int(t._version)
+    except RuntimeError:
+        return -1
 
 
 def _listed(rows: list[int], most: int = 10) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,17 @@ class FashionMNIST:
         """Images ``start:stop`` as the reference CNN's input ``(n, 1, 28, 28)``: pixel
         values in [0, 1], normalised by the training set's mean and std
         (:data:`FASHION_MEAN`, :data:`FASHION_STD`)."""
-        x = self.images[start:stop].to(torch.float32).div_(255.0)[:, None]
-        return (x - FASHION_MEAN) / FASHION_STD
+        return _normalised(self.images[start:stop])
+
+    def inputs_at(self, indices: Sequence[int] | Tensor) -> Tensor:
+        """Images ``indices`` (any order, repeats allowed) as the reference CNN's input,
+        ``(n, 1, 28, 28)``: the values :meth:`inputs` gives for each."""
+        return _normalised(self.images[torch.as_tensor(indices, dtype=torch.long)])
+
+
+def _normalised(images: Tensor) -> Tensor:
+    x = images.to(torch.float32).div_(255.0)[:, None]
+    return (x - FASHION_MEAN) / FASHION_STD
 
 
 def fashion_mnist_root(root: str | os.PathLike[str] | None = None) -> Path:

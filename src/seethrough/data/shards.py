@@ -599,7 +599,7 @@ def _write_index(path: Path, shard_tables: Sequence[Path]) -> int:
     images = 0
     with _atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, **_PARQUET_OPTIONS) as writer:
         for shard_path in shard_tables:
-            table = pq.read_table(shard_path).cast(schema)
+            table = pq.ParquetFile(shard_path).read().cast(schema)
             images += table.num_rows
             if table.num_rows:
                 writer.write_table(table)

@@ -218,6 +218,29 @@ class ImageSource(Dataset[Item], abc.ABC):
             pixels = _as_input(self._transform(raw), path)
         return Item(index=index, path=path, label=label, pixels=pixels, error=None)
 
+    def __getitems__(self, indices: Sequence[int]) -> list[Item]:
+        """Items ``indices``, as ``[source[i] for i in indices]`` — what a ``DataLoader``
+        with a batch sampler calls (torch's batched fetch). Without a transform, a source
+        that makes its default inputs in bulk (Fashion-MNIST: one normalisation for the
+        batch instead of one per image) does so; the values are the same as one by one."""
+        positions = [self._position(i) for i in indices]
+        bulk = self._default_inputs(positions) if self._transform is None else None
+        if bulk is None:
+            return [self[p] for p in positions]
+        return [
+            Item(index=p, path=path, label=label, pixels=pixels, error=None)
+            for p, (path, label), pixels in zip(positions, self._records(positions), bulk)
+        ]
+
+    def _records(self, positions: Sequence[int]) -> list[tuple[str, int]]:
+        """:meth:`record` of each of ``positions`` (sources override it to read in bulk)."""
+        return [self.record(p) for p in positions]
+
+    def _default_inputs(self, positions: Sequence[int]) -> Tensor | None:
+        """The default inputs of ``positions`` made at once, ``(n, C, H, W)``; ``None``
+        (the default): this source makes them one by one (decoding may fail per image)."""
+        return None
+
     def __repr__(self) -> str:
         named = f"{len(self.classes)} classes" if self.classes is not None else "no class names"
         return f"<{type(self).__name__} {self.spec!r}: {len(self)} images, {named}>"
@@ -263,6 +286,12 @@ class _Head(ImageSource):
 
     def _default_input(self, index: int, raw: Any) -> Tensor:
         return self.base._default_input(index, raw)
+
+    def _default_inputs(self, positions: Sequence[int]) -> Tensor | None:
+        return self.base._default_inputs(positions)
+
+    def _records(self, positions: Sequence[int]) -> list[tuple[str, int]]:
+        return self.base._records(positions)
 
 
 # ------------------------------------------------------------------------ files
@@ -607,6 +636,13 @@ class _FashionSource(ImageSource):
 
     def _default_input(self, index: int, raw: np.ndarray) -> Tensor:
         return self.data.inputs(index, index + 1)[0]
+
+    def _default_inputs(self, positions: Sequence[int]) -> Tensor:
+        return self.data.inputs_at(positions)
+
+    def _records(self, positions: Sequence[int]) -> list[tuple[str, int]]:
+        labels = self.data.labels[torch.as_tensor(positions, dtype=torch.long)].tolist()
+        return [(f"{self.spec}#{p}", label) for p, label in zip(positions, labels)]
 
 
 def _open_fashion(spec: str) -> ImageSource:

@@ -117,10 +117,17 @@ def top_share(maps: Tensor, fraction: float = TOP_FRACTION) -> Tensor:
     weights = maps.detach().to("cpu", torch.float64).abs()
     if weights.dim() == 4:
         weights = weights.sum(dim=1)
-    flat = weights.flatten(1)
-    k = math.ceil(fraction * flat.shape[1] - 1e-9)  # guard 0.1 · 100 = 10.000000000000002
-    top = flat.topk(k, dim=1).values.sum(dim=1)
-    total = flat.sum(dim=1)
+    return share_of_top(weights.flatten(1), fraction)
+
+
+def share_of_top(weights: Tensor, fraction: float = TOP_FRACTION) -> Tensor:
+    """:func:`top_share` of flattened weights ``(N, P)``, float64 and ``>= 0``."""
+    n, size = weights.shape
+    if n == 0 or size == 0:
+        return torch.full((n,), torch.nan, dtype=torch.float64)
+    k = math.ceil(fraction * size - 1e-9)  # guard 0.1 · 100 = 10.000000000000002
+    top = weights.topk(k, dim=1, sorted=False).values.sum(dim=1)
+    total = weights.sum(dim=1)
     return torch.where(total > 0, top / total.clamp_min(1e-300), torch.nan)
 
 
