@@ -324,7 +324,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "device": str(device),
-            **{k: v for k, v in vars(args).items() if k != "json"},
+            **{k: v for k, v in vars(args).items() if k not in ("json", "threads")},
+            "threads_option": args.threads,  # None: torch's default (the rows say how many)
         }
         args.json.write_text(
             json.dumps({"settings": settings, "rows": rows, "scaling": scaling}, indent=1)
