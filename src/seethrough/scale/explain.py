@@ -409,14 +409,19 @@ class _ShardBatches:
 
 def _core_to_spare(device: torch.device) -> bool:
     """Whether a thread beside the model has a core to itself: with a GPU model, or
-    when torch's intra-op threads leave a CPU core of this process free."""
+    when torch's intra-op threads — of every process ``torchrun`` started on this
+    machine (``LOCAL_WORLD_SIZE``) — leave a CPU core free."""
     if device.type != "cpu":
         return True
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS, Windows
         cores = os.cpu_count() or 1
-    return torch.get_num_threads() < cores
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return torch.get_num_threads() * processes < cores
 
 
 def _ceil_div(a: int, b: int) -> int:
