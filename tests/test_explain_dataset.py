@@ -305,18 +305,26 @@ def test_folder_labels_from_model_names_and_bad_files(net, tmp_path: Path) -> No
     assert run.names == ("gradient",)
 
 
-@pytest.mark.parametrize("beside", [True, False])
 def test_statistics_thread_writes_what_the_main_thread_writes(
-    net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beside: bool
+    net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # with a core to spare, a thread makes each batch's columns and stored maps while
-    # the model explains the next batch: the files are those of the one-thread path
+    # the model explains the next batch: the files are those of the main-thread path
+    threads: list[str] = []
+
+    def statistics(maps: Tensor, top_fraction: float = 0.1) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        return map_statistics(maps, top_fraction)
+
+    monkeypatch.setattr(explain_module, "map_statistics", statistics)
     options = dict(methods=["gradient", "grad_cam"], shard_size=8, batch_size=3, limit=20)
-    monkeypatch.setattr(explain_module, "_core_to_spare", lambda device: False)
-    explain_dataset(net, "fashion-mnist:test", out=tmp_path / "main", **options)
-    monkeypatch.setattr(explain_module, "_core_to_spare", lambda device: beside)
-    explain_dataset(net, "fashion-mnist:test", out=tmp_path / "other", **options)
-    assert files(tmp_path / "other") == files(tmp_path / "main")
+    for beside, out in ((False, "main"), (True, "beside")):
+        monkeypatch.setattr(explain_module, "_core_to_spare", lambda device, b=beside: b)
+        threads.clear()
+        explain_dataset(net, "fashion-mnist:test", out=tmp_path / out, **options)
+        assert len(threads) == 2 * 8  # shards of 8, 8, 4 in batches of 3: 3 + 3 + 2, 2 methods
+        assert all(t.startswith("seethrough-shard") == beside for t in threads)
+    assert files(tmp_path / "beside") == files(tmp_path / "main")
 
 
 def test_an_error_in_the_statistics_thread_is_raised_and_nothing_half_written(
